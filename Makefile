@@ -1,0 +1,38 @@
+# Quickstart: `make demo` (sets up, then runs the main job) and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: setup test test-fast lint bench demo clean
+
+$(STAMP): requirements.txt requirements-gateway.txt
+	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH" >&2; exit 1; }
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip wheel
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $(STAMP)
+
+setup: $(STAMP)  ## create .venv and install everything (pinned)
+
+test: setup  ## lint, type check, then every test (slow ones included)
+	$(MAKE) lint
+	$(PY) -m pytest
+
+test-fast: setup  ## unit tests without the slow ones
+	$(PY) -m pytest -m "not slow" tests/unit
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy $(wildcard fundus model gateway bench)
+
+bench: setup  ## benchmarks that print side-by-side ratios (see BENCHMARKS.md)
+	$(PY) -m bench.preprocess
+
+demo: setup  ## preprocess the sample images and print their quality verdicts
+	$(PY) -m fundus.demo
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
