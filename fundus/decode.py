@@ -38,4 +38,6 @@ def decode_image(
     except MemoryError as exc:
         raise ImageTooLarge("not enough memory to decode this image") from exc
     except Exception as exc:  # a decoder bug must still be a clean 4xx for the caller
-        raise CorruptImage(f"{image_format.value} data cannot be decoded ({type(exc).__name__})") from exc
+        raise CorruptImage(
+            f"{image_format.value} data cannot be decoded ({type(exc).__name__})"
+        ) from exc

@@ -61,7 +61,8 @@ def main(argv: list[str] | None = None) -> int:
         size = f"{info.source_width}x{info.source_height}"
         print(
             f"{name:40} {info.format.value:6} {size:>11} {info.reduced_scale:>5} "
-            f"{elapsed_ms:5.0f}  {verdict} (score {quality.score:.2f}, eye {result.laterality or '?'})"
+            f"{elapsed_ms:5.0f}  {verdict} "
+            f"(score {quality.score:.2f}, eye {result.laterality or '?'})"
         )
         out_path = args.out / (Path(name).stem + ".png")
         cv2.imwrite(str(out_path), cv2.cvtColor(result.image, cv2.COLOR_RGB2BGR))

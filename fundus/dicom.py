@@ -15,6 +15,7 @@ import warnings
 
 import numpy as np
 import pydicom
+import pydicom.config
 from pydicom.dataset import Dataset
 from pydicom.encaps import generate_frames
 from pydicom.uid import UID
@@ -31,7 +32,9 @@ from fundus.errors import (
 from fundus.raster import check_dimensions, decode_jpeg, to_rgb8
 from fundus.types import ImageFormat, ImageInfo, Laterality, RGBImage
 
-# pydicom warns about odd element values and may quote them; they can be patient data.
+# pydicom warns about odd element values and quotes them; they can be patient data. Values are
+# therefore not validated on reading (we check what we use ourselves) and its logger is quiet.
+pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE
 logging.getLogger("pydicom").setLevel(logging.ERROR)
 
 GRADABLE_SOP_CLASSES: dict[str, str] = {
@@ -172,6 +175,14 @@ def decode_dicom(
     data: bytes, limits: DecodeLimits, target_size: int | None
 ) -> tuple[RGBImage, ImageInfo]:
     """Decode a single-frame DICOM photograph to RGB plus technical info (no patient data)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return _decode_dicom(data, limits, target_size)
+
+
+def _decode_dicom(
+    data: bytes, limits: DecodeLimits, target_size: int | None
+) -> tuple[RGBImage, ImageInfo]:
     ds = read_dataset(data)
     transfer_syntax, photometric, bits_stored = _validate(ds, limits)
     rows, columns = _int(ds, "Rows", 0), _int(ds, "Columns", 0)

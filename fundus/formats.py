@@ -39,14 +39,15 @@ def detect_format(data: bytes) -> ImageFormat:
     """Return the container format of ``data`` or raise ``UnsupportedFormat``/``EmptyInput``."""
     if not data:
         raise EmptyInput("the upload is empty")
+    # DICOM first: a preamble may itself hold a TIFF header (dual-format files).
+    if data[_DICOM_PREAMBLE_LEN : _DICOM_PREAMBLE_LEN + 4] == _DICM or data.startswith(_DICM):
+        return ImageFormat.DICOM
     if data.startswith(_JPEG_MAGIC):
         return ImageFormat.JPEG
     if data.startswith(_PNG_MAGIC):
         return ImageFormat.PNG
     if data[:4] in _TIFF_MAGICS:
         return ImageFormat.TIFF
-    if data[_DICOM_PREAMBLE_LEN : _DICOM_PREAMBLE_LEN + 4] == _DICM or data.startswith(_DICM):
-        return ImageFormat.DICOM
     if _looks_like_bare_dicom(data):
         return ImageFormat.DICOM
     raise UnsupportedFormat("not a JPEG, PNG, TIFF or DICOM file (checked the leading bytes)")

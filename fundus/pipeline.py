@@ -5,7 +5,7 @@ from __future__ import annotations
 from fundus.config import DecodeLimits, PreprocessConfig
 from fundus.decode import decode_image
 from fundus.preprocess import ben_graham, crop_to_square, locate_disc, resize_square
-from fundus.quality import QualityThresholds, assess_quality
+from fundus.quality import ANALYSIS_SIZE, QualityThresholds, assess_quality
 from fundus.types import ImageFormat, ImageInfo, Preprocessed, RGBImage
 
 
@@ -24,8 +24,9 @@ def preprocess_image(
     geometry = locate_disc(image, config.crop_threshold)
     square = crop_to_square(image, geometry.bbox)
     source_scale = info.source_width / max(1, info.decoded_width)
-    quality = assess_quality(square, geometry, config.crop_threshold, source_scale, thresholds)
-    output = resize_square(square, config.size)
+    analysis = resize_square(square, ANALYSIS_SIZE)
+    quality = assess_quality(analysis, geometry, config.crop_threshold, source_scale, thresholds)
+    output = analysis if config.size == ANALYSIS_SIZE else resize_square(square, config.size)
     if config.ben_graham:
         output = ben_graham(output, config)
     return Preprocessed(image=output, quality=quality, info=info)

@@ -42,20 +42,35 @@ class DiscGeometry:
         return max(x1 - x0, y1 - y0)
 
 
+def _as_rgb(array: np.ndarray) -> RGBImage:
+    """OpenCV returns loosely typed arrays; pin them to uint8 for the type checker."""
+    return np.asarray(array, dtype=np.uint8)
+
+
 def foreground_mask(image: RGBImage, threshold: int) -> NDArray[np.bool_]:
     """Pixels brighter than the black border: max channel above ``threshold``."""
-    return np.asarray(image.max(axis=2) > threshold)
+    return np.asarray(max_channel(image) > threshold)
+
+
+def max_channel(image: RGBImage) -> NDArray[np.uint8]:
+    """Per-pixel maximum over R, G, B (OpenCV is ~10x faster than ndarray.max(axis=2))."""
+    red, green, blue = cv2.split(image)
+    return np.asarray(cv2.max(cv2.max(red, green), blue))
 
 
 def locate_disc(image: RGBImage, threshold: int) -> DiscGeometry:
     """Find the fundus disc as the largest bright connected component (on a small copy)."""
     height, width = image.shape[:2]
     factor = min(1.0, _MASK_WORK_SIDE / max(height, width))
-    small = image if factor >= 1.0 else cv2.resize(
-        image, (max(1, round(width * factor)), max(1, round(height * factor))), interpolation=cv2.INTER_AREA
+    small = image
+    if factor < 1.0:
+        new_size = (max(1, round(width * factor)), max(1, round(height * factor)))
+        small = _as_rgb(cv2.resize(image, new_size, interpolation=cv2.INTER_AREA))
+    mask = cv2.morphologyEx(
+        foreground_mask(small, threshold).astype(np.uint8),
+        cv2.MORPH_OPEN,
+        np.ones((3, 3), np.uint8),
     )
-    mask = foreground_mask(small, threshold).astype(np.uint8)
-    mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
     count, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
     full = (0, 0, width, height)
     if count <= 1:
@@ -97,8 +112,10 @@ def crop_to_square(image: RGBImage, bbox: tuple[int, int, int, int]) -> RGBImage
     h, w = crop.shape[:2]
     side = max(h, w)
     top, left = (side - h) // 2, (side - w) // 2
-    return cv2.copyMakeBorder(
-        crop, top, side - h - top, left, side - w - left, cv2.BORDER_CONSTANT, value=(0, 0, 0)
+    return _as_rgb(
+        cv2.copyMakeBorder(
+            crop, top, side - h - top, left, side - w - left, cv2.BORDER_CONSTANT, value=(0, 0, 0)
+        )
     )
 
 
@@ -108,17 +125,17 @@ def resize_square(square: RGBImage, size: int) -> RGBImage:
     if side == size:
         return square
     interpolation = cv2.INTER_AREA if side > size else cv2.INTER_CUBIC
-    return cv2.resize(square, (size, size), interpolation=interpolation)
+    return _as_rgb(cv2.resize(square, (size, size), interpolation=interpolation))
 
 
 def ben_graham(image: RGBImage, config: PreprocessConfig) -> RGBImage:
     """Local-average subtraction: 4*(I - Gaussian(I)) + 128, optionally masked to the disc."""
     sigma = config.size * config.ben_graham_sigma_fraction
     blurred = cv2.GaussianBlur(image, (0, 0), sigmaX=sigma)
-    out = cv2.addWeighted(image, 4.0, blurred, -4.0, 128.0)
+    out = _as_rgb(cv2.addWeighted(image, 4.0, blurred, -4.0, 128.0))
     if config.circle_mask:
-        mask = foreground_mask(image, config.crop_threshold).astype(np.uint8)
+        disc = foreground_mask(image, config.crop_threshold).astype(np.uint8)
         erode = max(1, config.size // 50)
-        mask = cv2.erode(mask, np.ones((erode, erode), np.uint8))
-        out[mask == 0] = 128
+        inner = cv2.erode(disc, np.ones((erode, erode), np.uint8))
+        out[inner == 0] = 128
     return out

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from fundus.preprocess import DiscGeometry, foreground_mask, resize_square
+from fundus.preprocess import DiscGeometry, max_channel
 from fundus.types import QualityReport, RGBImage
 
 ANALYSIS_SIZE = 512
@@ -63,16 +63,16 @@ def _ramp_below(value: float, threshold: float, spread: float) -> float:
     return _ramp_above(-value, -threshold, spread)
 
 
-def measure(square: RGBImage, crop_threshold: int) -> dict[str, float]:
-    """Brightness, exposure and sharpness of the disc in a cropped square image."""
-    analysis = resize_square(square, ANALYSIS_SIZE)
-    disc = foreground_mask(analysis, crop_threshold).astype(np.uint8)
+def measure(analysis: RGBImage, crop_threshold: int) -> dict[str, float]:
+    """Brightness, exposure and sharpness of the disc in the square analysis image (512 px)."""
+    brightest = max_channel(analysis)
+    disc = (brightest > crop_threshold).astype(np.uint8)
     # Stay clear of the disc rim: its edge would dominate the sharpness measure.
-    inner = cv2.erode(disc, np.ones((15, 15), np.uint8)).astype(bool)
+    inner = cv2.erode(disc, cv2.getStructuringElement(cv2.MORPH_RECT, (15, 15))).astype(bool)
     if inner.sum() < 100:
         return {"mean_luma": 0.0, "saturated_fraction": 0.0, "sharpness": 0.0}
-    luma = cv2.cvtColor(analysis, cv2.COLOR_RGB2GRAY).astype(np.float32)
-    saturated = (analysis.max(axis=2) >= 250) & inner
+    luma = cv2.cvtColor(analysis, cv2.COLOR_RGB2GRAY)
+    saturated = (brightest >= 250) & inner
     return {
         "mean_luma": float(luma[inner].mean()),
         "saturated_fraction": float(saturated.sum() / inner.sum()),
@@ -97,7 +97,7 @@ def reblur_sharpness(channel: np.ndarray, region: np.ndarray) -> float:
 
 
 def assess_quality(
-    square: RGBImage,
+    analysis: RGBImage,
     geometry: DiscGeometry,
     crop_threshold: int,
     source_scale: float = 1.0,
@@ -105,21 +105,28 @@ def assess_quality(
 ) -> QualityReport:
     """Gradable verdict, 0..1 score and reasons for a cropped square fundus image.
 
-    ``geometry`` describes the disc in the decoded image; ``source_scale`` converts decoded
-    pixels to source pixels (the JPEG fast path decodes at 1/2..1/8 scale).
+    ``analysis`` is the cropped square resized to ``ANALYSIS_SIZE``; ``geometry`` describes
+    the disc in the decoded image; ``source_scale`` converts decoded pixels to source pixels
+    (the JPEG fast path decodes at 1/2..1/8 scale).
     """
     t = thresholds or QualityThresholds()
     diameter = geometry.diameter * source_scale
-    values = measure(square, crop_threshold)
+    if analysis.shape[:2] != (ANALYSIS_SIZE, ANALYSIS_SIZE):
+        raise ValueError(f"analysis image must be {ANALYSIS_SIZE} px square")
+    values = measure(analysis, crop_threshold)
     values.update(
         area_fraction=geometry.area_fraction,
         corner_fill=geometry.corner_fill,
         fill_ratio=geometry.fill_ratio,
         disc_diameter=float(diameter),
     )
-    disc_score = 0.0 if not geometry.found else min(
-        _ramp_above(geometry.area_fraction, t.min_area_fraction, 0.2),
-        _ramp_below(geometry.corner_fill, t.max_corner_fill, 0.3),
+    disc_score = (
+        0.0
+        if not geometry.found
+        else min(
+            _ramp_above(geometry.area_fraction, t.min_area_fraction, 0.2),
+            _ramp_below(geometry.corner_fill, t.max_corner_fill, 0.3),
+        )
     )
     scores = {
         NO_FUNDUS_DISC: disc_score,

@@ -85,7 +85,9 @@ def _open_pillow(data: bytes, limits: DecodeLimits) -> Image.Image:
     return image
 
 
-def decode_jpeg(data: bytes, limits: DecodeLimits, target_size: int | None) -> tuple[RGBImage, ImageInfo]:
+def decode_jpeg(
+    data: bytes, limits: DecodeLimits, target_size: int | None
+) -> tuple[RGBImage, ImageInfo]:
     """Decode a JPEG to RGB, at reduced DCT scale when it is much larger than ``target_size``."""
     image = _open_pillow(data, limits)
     width, height = image.size

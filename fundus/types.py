@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Literal
 
 import numpy as np
@@ -14,7 +14,7 @@ RGBImage = NDArray[np.uint8]
 """uint8 array [H, W, 3], RGB channel order."""
 
 
-class ImageFormat(str, Enum):
+class ImageFormat(StrEnum):
     """Container formats recognised by magic bytes."""
 
     JPEG = "jpeg"
