@@ -938,8 +938,9 @@ def encode_dicom(
 ) -> bytes:
     """DICOM Part 10 file bytes built with pydicom.
 
-    transfer_syntax: "explicit_le", "implicit_le", "jpeg_baseline" (Pillow JPEG, encapsulated;
-    YBR_FULL_422 for colour, MONOCHROME2 for grey) or "jpeg_lossless" (raises
+    transfer_syntax: "explicit_le", "implicit_le", "jpeg_baseline" (Pillow baseline JPEG,
+    quality 92, 4:2:2 chroma subsampling, one encapsulated fragment per frame with a Basic Offset
+    Table; YBR_FULL_422 for colour, MONOCHROME2 for grey) or "jpeg_lossless" (raises
     NotImplementedError: no installed library can encode JPEG Lossless Process 14).
     sop_class: "op8", "op16" or "sc". bits: 8 or 16 (16 only uncompressed; samples = value*257).
     UIDs are derived from ``seed`` only, so the same seed gives the same UIDs.
@@ -967,7 +968,7 @@ def encode_dicom(
     if transfer_syntax == "jpeg_lossless":
         raise NotImplementedError(
             "JPEG Lossless (1.2.840.10008.1.2.4.70) encoding needs an encoder that is not "
-            "installed (pylibjpeg-libjpeg and Pillow only decode/encode baseline JPEG)"
+            "installed (pylibjpeg-libjpeg only decodes; Pillow only writes DCT-based JPEG)"
         )
     compressed = transfer_syntax == "jpeg_baseline"
     if compressed and bits != 8:
