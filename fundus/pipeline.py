@@ -40,7 +40,10 @@ def load_and_preprocess(
 ) -> Preprocessed:
     """Decode ``data`` (JPEG/PNG/TIFF/DICOM) and preprocess it for the model.
 
-    Raises only ``fundus.FundusError`` subclasses for bad input.
+    Raises only ``fundus.FundusError`` subclasses for bad input. Large JPEGs are decoded at
+    reduced scale, but never below the quality gate's analysis size, so the verdict does not
+    depend on the model's input size.
     """
-    image, info = decode_image(data, limits, target_size=config.size)
+    target = max(config.size, ANALYSIS_SIZE)
+    image, info = decode_image(data, limits, target_size=target)
     return preprocess_image(image, config, info, thresholds)

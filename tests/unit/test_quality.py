@@ -99,3 +99,12 @@ def test_real_op_dicom_fundus_is_gradable(dicom_dir: Path) -> None:
     )
     assert result.quality.gradable
     assert result.laterality == "R"
+
+
+@pytest.mark.parametrize("size", [64, 224, 512])
+def test_verdict_does_not_depend_on_the_model_input_size(size: int) -> None:
+    data = encode_jpeg(synthesize_fundus(2, width=2400, height=1800, seed=8))
+    reference = load_and_preprocess(data, CONFIG).quality
+    quality = load_and_preprocess(data, PreprocessConfig(size=size)).quality
+    assert quality.gradable == reference.gradable
+    assert quality.score == pytest.approx(reference.score, abs=0.02)

@@ -1,0 +1,1 @@
+"""REST gateway: hospital PACS and clinicians in front, TensorFlow Serving (gRPC) behind."""

@@ -1,0 +1,37 @@
+"""``python -m gateway``: validate settings, configure JSON logs, serve with one uvicorn worker."""
+
+from __future__ import annotations
+
+import sys
+
+import uvicorn
+from pydantic import ValidationError
+
+from gateway.logs import configure_logging
+from gateway.main import create_app
+from gateway.settings import Settings
+
+
+def main() -> int:
+    """Start the gateway; bad settings stop it with exit code 2 and the reasons."""
+    try:
+        settings = Settings()
+    except ValidationError as error:
+        print(f"invalid gateway settings (DRG_*):\n{error}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        workers=1,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=int(settings.shutdown_grace_s),
+        server_header=False,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""HTTP transport: routes, request parsing, response schemas. Thin over gateway.grading."""

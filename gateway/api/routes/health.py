@@ -1,0 +1,40 @@
+"""``/livez`` (process alive) and ``/readyz`` (the model version is served and fits)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from gateway.api.deps import MetricsDep, ServiceDep, SettingsDep
+from gateway.api.responses import error_responses
+from gateway.api.schemas import LiveResponse, ModelInfo, ReadyResponse
+from gateway.errors import ApiError
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/livez", response_model=LiveResponse, summary="Liveness: the process answers")
+async def livez() -> LiveResponse:
+    """Always 200 while the event loop runs; never checks dependencies."""
+    return LiveResponse()
+
+
+@router.get(
+    "/readyz",
+    response_model=ReadyResponse,
+    summary="Readiness: the model version is AVAILABLE and its signature fits",
+    responses=error_responses("not_ready"),
+)
+async def readyz(service: ServiceDep, settings: SettingsDep, metrics: MetricsDep) -> ReadyResponse:
+    """503 ``not_ready`` with the reason when the model server is unreachable, the version is
+    not AVAILABLE, or its signature does not match the card's PreprocessConfig."""
+    try:
+        served = await service.readiness(timeout_s=min(settings.backend_timeout_s, 3.0))
+    except ApiError as error:
+        metrics.ready.set(0)
+        raise ApiError("not_ready", f"{error.code}: {error.message}") from None
+    metrics.ready.set(1)
+    return ReadyResponse(
+        backend=settings.backend,
+        model=ModelInfo(name=served.name, version=served.version),
+        input_size=served.card.preprocess_config.size,
+    )

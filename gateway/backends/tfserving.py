@@ -1,0 +1,197 @@
+"""TensorFlow Serving over gRPC: one grpc.aio channel per process, a deadline on every call,
+retries only on UNAVAILABLE with jittered exponential backoff inside the deadline."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import grpc
+import numpy as np
+from numpy.typing import NDArray
+
+from gateway.backends.base import (
+    CARD_SIGNATURE,
+    EXPLAIN_SIGNATURE,
+    SERVING_SIGNATURE,
+    ModelSelector,
+    Prediction,
+    ServedModel,
+)
+from gateway.backends.signatures import check_signatures, prediction_from_outputs
+from gateway.errors import ApiError, from_grpc
+from gateway.metrics import GatewayMetrics
+from gateway.model_card import ModelCard
+from gateway.protos import (
+    from_tensor_proto,
+    get_model_metadata_pb2,
+    get_model_status_pb2,
+    model_pb2,
+    model_service_pb2_grpc,
+    predict_pb2,
+    prediction_service_pb2_grpc,
+    to_tensor_proto,
+)
+
+ResponseT = TypeVar("ResponseT")
+_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+_AVAILABLE = get_model_status_pb2.ModelVersionStatus.AVAILABLE
+
+
+class TFServingBackend:
+    """Client of TF Serving's PredictionService and ModelService."""
+
+    def __init__(
+        self,
+        target: str,
+        model_name: str,
+        metrics: GatewayMetrics,
+        retry_attempts: int = 3,
+        retry_backoff_s: float = 0.05,
+    ) -> None:
+        self._target = target
+        self._model_name = model_name
+        self._metrics = metrics
+        self._attempts = retry_attempts
+        self._backoff = retry_backoff_s
+        self._channel: grpc.aio.Channel | None = None
+        self._predict_stub: Any = None
+        self._model_stub: Any = None
+        self._cards: dict[int, ModelCard] = {}
+
+    async def start(self) -> None:
+        """Open the one channel of this process (connects lazily)."""
+        self._channel = grpc.aio.insecure_channel(
+            self._target,
+            options=[
+                ("grpc.max_send_message_length", _MAX_MESSAGE_BYTES),
+                ("grpc.max_receive_message_length", _MAX_MESSAGE_BYTES),
+                ("grpc.keepalive_time_ms", 30_000),
+                ("grpc.enable_retries", 0),  # retries are ours: UNAVAILABLE only, in deadline
+            ],
+        )
+        self._predict_stub = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
+        self._model_stub = model_service_pb2_grpc.ModelServiceStub(self._channel)
+
+    async def close(self) -> None:
+        """Close the channel, letting in-flight calls finish for a moment."""
+        if self._channel is not None:
+            await self._channel.close(grace=2.0)
+            self._channel = None
+
+    async def _call(
+        self,
+        call: str,
+        method: Callable[..., Awaitable[ResponseT]],
+        request: Any,
+        timeout_s: float,
+    ) -> ResponseT:
+        """One RPC with deadline, metrics and UNAVAILABLE-only retries."""
+        if self._channel is None:
+            raise ApiError("not_ready", "the gateway is not started")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        attempt = 0
+        while True:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise ApiError("backend_timeout", f"{call}: no time left for the model server")
+            started = time.perf_counter()
+            try:
+                response = await method(request, timeout=remaining)
+            except grpc.aio.AioRpcError as error:
+                code = error.code()
+                self._metrics.backend_errors.labels(call=call, grpc_code=code.name).inc()
+                attempt += 1
+                if code == grpc.StatusCode.UNAVAILABLE and attempt < self._attempts:
+                    pause = self._backoff * (2 ** (attempt - 1)) * random.uniform(0.5, 1.5)
+                    if loop.time() + pause < deadline:
+                        await asyncio.sleep(pause)
+                        continue
+                raise from_grpc(code, error.details() or "") from None
+            finally:
+                self._metrics.backend_duration.labels(call=call).observe(
+                    time.perf_counter() - started
+                )
+            return response
+
+    def _spec(
+        self, selector: ModelSelector, signature: str = SERVING_SIGNATURE
+    ) -> model_pb2.ModelSpec:
+        spec = model_pb2.ModelSpec(name=self._model_name, signature_name=signature)
+        if selector.version is not None:
+            spec.version.value = selector.version
+        elif selector.label:
+            spec.version_label = selector.label
+        return spec
+
+    async def version_state(self, selector: ModelSelector, timeout_s: float) -> str:
+        """TF Serving's state name for the version a selector means (AVAILABLE when servable)."""
+        request = get_model_status_pb2.GetModelStatusRequest(model_spec=self._spec(selector))
+        response = await self._call("status", self._model_stub.GetModelStatus, request, timeout_s)
+        states = sorted(response.model_version_status, key=lambda s: s.version, reverse=True)
+        if not states:
+            return "UNKNOWN"
+        if any(s.state == _AVAILABLE for s in states):
+            return "AVAILABLE"
+        name: str = get_model_status_pb2.ModelVersionStatus.State.Name(states[0].state)
+        return name
+
+    async def check_ready(self, selector: ModelSelector, timeout_s: float) -> ServedModel:
+        """GetModelStatus says AVAILABLE, then ``resolve`` (metadata, card, signature check)."""
+        state = await self.version_state(selector, timeout_s)
+        if state != "AVAILABLE":
+            raise ApiError(
+                "model_unavailable", f"{self._model_name} {selector.describe()} is {state}"
+            )
+        return await self.resolve(selector, timeout_s)
+
+    async def resolve(self, selector: ModelSelector, timeout_s: float) -> ServedModel:
+        """GetModelMetadata for the selector, the version's card, and a signature check."""
+        request = get_model_metadata_pb2.GetModelMetadataRequest(
+            model_spec=self._spec(selector), metadata_field=["signature_def"]
+        )
+        response = await self._call(
+            "metadata", self._predict_stub.GetModelMetadata, request, timeout_s
+        )
+        version = int(response.model_spec.version.value)
+        signature_map = get_model_metadata_pb2.SignatureDefMap()
+        if not response.metadata["signature_def"].Unpack(signature_map):
+            raise ApiError("model_mismatch", "model metadata holds no signature_def map")
+        card = self._cards.get(version)
+        if card is None:
+            card = await self._fetch_card(version, timeout_s)
+            self._cards[version] = card
+        check_signatures(dict(signature_map.signature_def), card)
+        return ServedModel(self._model_name, version, card)
+
+    async def _fetch_card(self, version: int, timeout_s: float) -> ModelCard:
+        request = predict_pb2.PredictRequest(
+            model_spec=self._spec(ModelSelector(version=version), CARD_SIGNATURE)
+        )
+        request.inputs["unused"].CopyFrom(to_tensor_proto(np.array(0, dtype=np.int32)))
+        response = await self._call("model_card", self._predict_stub.Predict, request, timeout_s)
+        if "model_card" not in response.outputs:
+            raise ApiError("model_mismatch", "model_card signature returned no model_card")
+        raw = from_tensor_proto(response.outputs["model_card"]).reshape(-1)[0]
+        try:
+            return ModelCard.parse(raw)
+        except ValueError as error:
+            raise ApiError("model_mismatch", f"invalid model card: {error}") from None
+
+    async def predict(
+        self, images: NDArray[np.uint8], served: ServedModel, explain: bool, timeout_s: float
+    ) -> Prediction:
+        """Predict on exactly ``served.version`` so the preprocessing used matches its card."""
+        signature = EXPLAIN_SIGNATURE if explain else SERVING_SIGNATURE
+        request = predict_pb2.PredictRequest(
+            model_spec=self._spec(ModelSelector(version=served.version), signature)
+        )
+        request.inputs["image"].CopyFrom(to_tensor_proto(images))
+        response = await self._call("predict", self._predict_stub.Predict, request, timeout_s)
+        outputs = {name: from_tensor_proto(t) for name, t in response.outputs.items()}
+        version = int(response.model_spec.version.value) or served.version
+        return prediction_from_outputs(outputs, served.name, version, len(images), explain)

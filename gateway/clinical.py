@@ -1,0 +1,138 @@
+"""Clinical wording and referral rules (international DR severity scale, 0-4).
+
+Referable DR = grade >= 2 (moderate NPDR or worse). The texts are decision support for a
+clinician; local screening-programme protocols take precedence.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from gateway.model_card import GRADE_NAMES
+
+Action = Literal[
+    "rescreen_12_months", "refer_routine", "refer_soon", "refer_urgent", "retake_or_refer_in_person"
+]
+
+DISCLAIMER = (
+    "Decision support only, not a diagnosis: a qualified clinician must review the image and "
+    "this result before any clinical decision."
+)
+DEMO_WARNING = (
+    "This demo model was trained on low-resolution or synthetic data: NOT for clinical use."
+)
+
+_GRADE_ACTION: dict[int, Action] = {
+    0: "rescreen_12_months",
+    1: "rescreen_12_months",
+    2: "refer_routine",
+    3: "refer_soon",
+    4: "refer_urgent",
+}
+_RECOMMENDATION = {
+    0: "No diabetic retinopathy detected. Rescreen in 12 months (or as the local screening "
+    "programme advises).",
+    1: "Mild non-proliferative diabetic retinopathy (microaneurysms only). Not referable: rescreen "
+    "in 12 months and review glycaemic and blood-pressure control.",
+    2: "Moderate non-proliferative diabetic retinopathy: referable. Refer to an ophthalmologist "
+    "for examination (routine referral).",
+    3: "Severe non-proliferative diabetic retinopathy: referable. Refer to an ophthalmologist "
+    "soon (within weeks); high risk of progression to proliferative disease.",
+    4: "Proliferative diabetic retinopathy: urgent referral to an ophthalmologist (within days); "
+    "risk of vitreous haemorrhage and sight loss.",
+}
+_QUALITY_ADVICE = {
+    "no_fundus_disc": "the picture does not look like a fundus photograph",
+    "too_dark": "it is too dark (check flash/illumination; consider pupil dilation)",
+    "overexposed": "it is over-exposed (reduce flash/illumination)",
+    "blurred": "it is out of focus (refocus, clean the lens, ask the patient to keep still)",
+    "low_resolution": "its resolution is too low (send the original full-resolution image)",
+}
+
+
+def grade_label(grade: int) -> str:
+    """Name of a grade on the international scale."""
+    return GRADE_NAMES[grade]
+
+
+def is_referable(grade: int, referable_probability: float, threshold: float) -> bool:
+    """Referable when the grade is >= 2 or P(grade >= 2) reaches the card's operating point."""
+    return grade >= 2 or referable_probability >= threshold
+
+
+def action_for(grade: int, referable: bool) -> Action:
+    """What to do for a gradable image."""
+    action = _GRADE_ACTION[grade]
+    if referable and action == "rescreen_12_months":
+        return "refer_routine"
+    return action
+
+
+def recommendation_for(grade: int, referable: bool) -> str:
+    """Plain-language recommendation for a gradable image."""
+    text = _RECOMMENDATION[grade]
+    if referable and grade < 2:
+        text += (
+            " However, the probability of referable disease is above the screening threshold: "
+            "refer for an ophthalmologist's review (routine)."
+        )
+    return text
+
+
+def ungradable_recommendation(reasons: tuple[str, ...] | list[str]) -> str:
+    """Retake advice, then the fallback: an in-person examination."""
+    why = "; ".join(_QUALITY_ADVICE.get(reason, reason) for reason in reasons) or "quality"
+    return (
+        f"Image not gradable: {why}. Retake the photograph; if a gradable image cannot be "
+        "obtained, refer the patient for an in-person eye examination."
+    )
+
+
+@dataclass(frozen=True)
+class EyeFinding:
+    """The per-eye facts the patient-level decision needs."""
+
+    eye: Literal["left", "right"]
+    gradable: bool
+    grade: int | None
+    referable: bool | None
+
+
+@dataclass(frozen=True)
+class PatientReferral:
+    """Patient-level decision for an exam of both eyes."""
+
+    action: Action
+    referable: bool
+    deciding_eye: Literal["left", "right"] | None
+    worst_grade: int | None
+    summary: str
+
+
+def patient_referral(left: EyeFinding, right: EyeFinding) -> PatientReferral:
+    """The worse eye decides; an ungradable eye (without a referable other eye) means an
+    in-person examination."""
+    gradable = [eye for eye in (left, right) if eye.gradable and eye.grade is not None]
+    ungradable = [eye.eye for eye in (left, right) if not eye.gradable]
+    worst = max(gradable, key=lambda eye: (bool(eye.referable), eye.grade or 0), default=None)
+    if worst is not None and worst.referable:
+        assert worst.grade is not None
+        action = action_for(worst.grade, True)
+        summary = f"Refer: {worst.eye} eye shows {grade_label(worst.grade).lower()}."
+        return PatientReferral(action, True, worst.eye, worst.grade, summary)
+    if ungradable:
+        eyes = " and ".join(ungradable)
+        summary = (
+            f"The {eyes} eye image{'s are' if len(ungradable) > 1 else ' is'} not gradable: "
+            "retake, or refer for an in-person eye examination."
+        )
+        worst_grade = worst.grade if worst is not None else None
+        return PatientReferral(
+            "retake_or_refer_in_person", False, ungradable[0], worst_grade, summary
+        )
+    assert worst is not None and worst.grade is not None
+    summary = (
+        f"No referable retinopathy in either eye (worse eye: {worst.eye}, grade {worst.grade})."
+    )
+    return PatientReferral("rescreen_12_months", False, worst.eye, worst.grade, summary)

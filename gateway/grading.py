@@ -1,0 +1,219 @@
+"""The dataplane: what grading one image or one exam means, independent of HTTP.
+
+Preprocessing uses the PreprocessConfig from the card of the exact model version that will
+run the prediction (the version is resolved first, then pinned in the Predict call).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from fundus.config import DecodeLimits
+from fundus.errors import FundusError
+from fundus.pipeline import load_and_preprocess
+from fundus.types import Laterality, Preprocessed
+from gateway import clinical
+from gateway.backends.base import ModelBackend, ModelSelector, Prediction, ServedModel
+from gateway.errors import ApiError, from_fundus
+from gateway.heatmap import overlay_base64
+from gateway.limits import InferenceLimiter
+from gateway.metrics import GatewayMetrics
+from gateway.settings import Settings
+
+logger = logging.getLogger("gateway.grading")
+
+
+@dataclass(frozen=True)
+class ImageInput:
+    """One uploaded image and what the caller says about it."""
+
+    data: bytes
+    field: str
+    laterality: Laterality | None = None
+
+
+@dataclass
+class EyeOutcome:
+    """Result for one image (gradable or not)."""
+
+    preprocessed: Preprocessed
+    laterality: Laterality | None
+    grade: int | None = None
+    probabilities: list[float] | None = None
+    referable: bool | None = None
+    referable_probability: float | None = None
+    heatmap_png_base64: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def recommendation(self) -> str:
+        """Plain-language advice for the clinician."""
+        if self.grade is None or self.referable is None:
+            return clinical.ungradable_recommendation(self.preprocessed.quality.reasons)
+        return clinical.recommendation_for(self.grade, self.referable)
+
+    @property
+    def action(self) -> clinical.Action:
+        """Machine-readable next step."""
+        if self.grade is None or self.referable is None:
+            return "retake_or_refer_in_person"
+        return clinical.action_for(self.grade, self.referable)
+
+
+@dataclass(frozen=True)
+class GradingOutcome:
+    """All images of one request, the model that graded them and where the time went."""
+
+    served: ServedModel
+    eyes: list[EyeOutcome]
+    preprocess_ms: float
+    inference_ms: float
+
+
+class GradingService:
+    """Resolve the model version, preprocess with its card, predict, interpret."""
+
+    def __init__(self, backend: ModelBackend, settings: Settings, metrics: GatewayMetrics) -> None:
+        self.backend = backend
+        self._settings = settings
+        self._metrics = metrics
+        self._limiter = InferenceLimiter(
+            settings.max_concurrent_inferences, settings.max_queued_inferences, metrics
+        )
+        self._limits = DecodeLimits(
+            max_bytes=settings.max_upload_bytes, max_pixels=settings.max_image_pixels
+        )
+        self._resolved: dict[ModelSelector, tuple[float, ServedModel]] = {}
+        self._ready: tuple[float, ServedModel] | None = None
+
+    def default_selector(self) -> ModelSelector:
+        """The version or label the gateway is configured for."""
+        return ModelSelector(self._settings.model_version, self._settings.model_label)
+
+    async def resolve(
+        self, selector: ModelSelector, timeout_s: float, fresh: bool = False
+    ) -> ServedModel:
+        """The served version for ``selector``, cached for ``readiness_cache_s``."""
+        now = time.monotonic()
+        cached = self._resolved.get(selector)
+        if cached and not fresh and now - cached[0] < self._settings.readiness_cache_s:
+            return cached[1]
+        served = await self.backend.resolve(selector, timeout_s)
+        self._resolved[selector] = (now, served)
+        self._metrics.set_model(served.name, served.version)
+        return served
+
+    async def readiness(self, timeout_s: float) -> ServedModel:
+        """The configured version is served (AVAILABLE) and fits; cached briefly."""
+        selector = self.default_selector()
+        now = time.monotonic()
+        cached = self._ready
+        if cached and now - cached[0] < self._settings.readiness_cache_s:
+            return cached[1]
+        served = await self.backend.check_ready(selector, timeout_s)
+        self._ready = (now, served)
+        self._resolved[selector] = (now, served)
+        self._metrics.set_model(served.name, served.version)
+        return served
+
+    async def grade(
+        self, inputs: list[ImageInput], selector: ModelSelector, explain: bool, deadline: float
+    ) -> GradingOutcome:
+        """Grade one or more images in one Predict call; ungradable ones are not sent."""
+        async with self._limiter.slot():
+            served = await self.resolve(selector, _remaining(deadline))
+            started = time.perf_counter()
+            preprocessed = await asyncio.gather(
+                *(self._preprocess(item, served) for item in inputs)
+            )
+            preprocess_ms = (time.perf_counter() - started) * 1000
+            eyes = [
+                self._start_outcome(item, pre)
+                for item, pre in zip(inputs, preprocessed, strict=True)
+            ]
+            gradable = [eye for eye in eyes if eye.preprocessed.quality.gradable]
+            inference_ms = 0.0
+            if gradable:
+                started = time.perf_counter()
+                batch = np.stack([eye.preprocessed.image for eye in gradable])
+                try:
+                    prediction = await self.backend.predict(
+                        batch, served, explain, _remaining(deadline)
+                    )
+                except ApiError as error:
+                    if error.code != "model_unavailable":
+                        raise
+                    # The pinned version went away (a rollout): re-resolve and start over once.
+                    self._resolved.pop(selector, None)
+                    newer = await self.resolve(selector, _remaining(deadline), fresh=True)
+                    if newer.card.preprocess_config != served.card.preprocess_config:
+                        raise ApiError(
+                            "model_unavailable", "the model changed during the request; retry"
+                        ) from None
+                    served = newer
+                    prediction = await self.backend.predict(
+                        batch, served, explain, _remaining(deadline)
+                    )
+                inference_ms = (time.perf_counter() - started) * 1000
+                self._apply(prediction, gradable, served, explain)
+        return GradingOutcome(served, eyes, preprocess_ms, inference_ms)
+
+    async def _preprocess(self, item: ImageInput, served: ServedModel) -> Preprocessed:
+        started = time.perf_counter()
+        try:
+            return await asyncio.to_thread(
+                load_and_preprocess, item.data, served.card.preprocess_config, self._limits
+            )
+        except FundusError as error:
+            api_error = from_fundus(error)
+            api_error.message = f"{item.field}: {api_error.message}"
+            raise api_error from None
+        finally:
+            self._metrics.preprocess_duration.observe(time.perf_counter() - started)
+
+    def _start_outcome(self, item: ImageInput, pre: Preprocessed) -> EyeOutcome:
+        laterality = pre.laterality or item.laterality
+        outcome = EyeOutcome(pre, laterality)
+        if item.laterality and pre.laterality and item.laterality != pre.laterality:
+            outcome.warnings.append(
+                f"laterality_mismatch: sent as {item.laterality}, DICOM says {pre.laterality}"
+            )
+        for reason in pre.quality.reasons:
+            self._metrics.ungradable.labels(reason=reason).inc()
+        return outcome
+
+    def _apply(
+        self, prediction: Prediction, eyes: list[EyeOutcome], served: ServedModel, explain: bool
+    ) -> None:
+        threshold = served.card.referable_threshold
+        for index, eye in enumerate(eyes):
+            grade = int(prediction.grade[index])
+            probabilities = [float(p) for p in prediction.probabilities[index]]
+            referable_probability = float(prediction.referable_probability[index])
+            eye.grade = grade
+            eye.probabilities = probabilities
+            eye.referable_probability = referable_probability
+            eye.referable = clinical.is_referable(grade, referable_probability, threshold)
+            if explain and prediction.heatmap is not None:
+                eye.heatmap_png_base64 = overlay_base64(
+                    eye.preprocessed.image,
+                    prediction.heatmap[index],
+                    self._settings.heatmap_opacity,
+                )
+            self._metrics.predictions.labels(grade=str(grade)).inc()
+            self._metrics.confidence.observe(probabilities[grade])
+            self._metrics.referable_probability.observe(referable_probability)
+            if eye.referable:
+                self._metrics.referable.inc()
+
+
+def _remaining(deadline: float) -> float:
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise ApiError("request_timeout", "the request deadline passed")
+    return remaining

@@ -1,0 +1,117 @@
+"""Prometheus metrics: module-style histograms/counters with few, bounded labels.
+
+One registry per app (tests build several apps in one process). Label values are bounded:
+routes are route templates (unknown paths -> "other"), status codes, gRPC code names, grades
+0-4, the quality reasons of fundus.REASONS and the error codes of gateway.errors.ERRORS.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+)
+
+LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+CONFIDENCE_BUCKETS = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
+
+
+class GatewayMetrics:
+    """All gateway metrics, registered in their own registry."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
+        r = self.registry
+        self.requests = Counter(
+            "drg_http_requests_total",
+            "HTTP requests by route, method and status.",
+            ["route", "method", "status"],
+            registry=r,
+        )
+        self.request_duration = Histogram(
+            "drg_http_request_duration_seconds",
+            "HTTP request duration.",
+            ["route", "method"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.in_flight = Gauge(
+            "drg_http_requests_in_flight", "HTTP requests being handled now.", registry=r
+        )
+        self.errors = Counter(
+            "drg_errors_total", "Error responses by stable error code.", ["code"], registry=r
+        )
+        self.inferences_running = Gauge(
+            "drg_inferences_running", "Gradings holding an inference slot.", registry=r
+        )
+        self.inferences_queued = Gauge(
+            "drg_inferences_queued", "Gradings waiting for an inference slot.", registry=r
+        )
+        self.rejected = Counter(
+            "drg_rejected_total",
+            "Requests refused with 503 because the queue was full.",
+            registry=r,
+        )
+        self.preprocess_duration = Histogram(
+            "drg_preprocess_duration_seconds",
+            "Decode + preprocess + quality gate per image.",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.backend_duration = Histogram(
+            "drg_backend_request_duration_seconds",
+            "Model server call duration by call.",
+            ["call"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.backend_errors = Counter(
+            "drg_backend_errors_total",
+            "Failed model server calls by call and gRPC code.",
+            ["call", "grpc_code"],
+            registry=r,
+        )
+        self.predictions = Counter(
+            "drg_predictions_total", "Graded images by predicted grade.", ["grade"], registry=r
+        )
+        self.referable = Counter(
+            "drg_referable_total", "Graded images judged referable.", registry=r
+        )
+        self.ungradable = Counter(
+            "drg_ungradable_total",
+            "Images refused by the quality gate, by reason.",
+            ["reason"],
+            registry=r,
+        )
+        self.confidence = Histogram(
+            "drg_prediction_confidence",
+            "Probability of the predicted grade.",
+            buckets=CONFIDENCE_BUCKETS,
+            registry=r,
+        )
+        self.referable_probability = Histogram(
+            "drg_referable_probability",
+            "P(grade >= 2) per graded image.",
+            buckets=CONFIDENCE_BUCKETS,
+            registry=r,
+        )
+        self.model_info = Gauge(
+            "drg_model_info",
+            "1 for the model version the gateway last resolved.",
+            ["model", "version"],
+            registry=r,
+        )
+        self.ready = Gauge("drg_ready", "1 when /readyz last answered ready.", registry=r)
+        for grade in range(5):
+            self.predictions.labels(grade=str(grade))
+
+    def set_model(self, name: str, version: int) -> None:
+        """Point drg_model_info at the current version (one series with value 1)."""
+        self.model_info.clear()
+        self.model_info.labels(model=name, version=str(version)).set(1)

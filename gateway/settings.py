@@ -1,0 +1,67 @@
+"""The one settings class. Environment variables with prefix DRG_; nothing else reads os.environ.
+
+Bad values stop startup with a clear message (pydantic validation).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Gateway configuration (env prefix ``DRG_``)."""
+
+    model_config = SettingsConfigDict(env_prefix="DRG_", extra="forbid", frozen=True)
+
+    environment: Literal["production", "development"] = "production"
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=1, le=65535)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    backend: Literal["tfserving", "local"] = "tfserving"
+    tfserving_target: str = "127.0.0.1:8500"
+    model_name: str = Field("dr_grader", pattern=r"^[A-Za-z0-9_.-]+$")
+    model_dir: Path = Path("export")
+    model_version: int | None = Field(None, ge=1, description="pin a version; default: latest")
+    model_label: str | None = Field(None, pattern=r"^[A-Za-z0-9_-]+$")
+    allow_version_override: bool = True
+
+    auth: Literal["enabled", "disabled"] = "enabled"
+    api_keys_file: Path | None = None
+
+    max_upload_bytes: int = Field(40 * 1024 * 1024, ge=1024)
+    max_image_pixels: int = Field(50_000_000, ge=10_000)
+    max_concurrent_inferences: int = Field(4, ge=1)
+    max_queued_inferences: int = Field(32, ge=0)
+    request_timeout_s: float = Field(30.0, gt=0)
+    backend_timeout_s: float = Field(10.0, gt=0)
+    backend_retry_attempts: int = Field(3, ge=1, le=10)
+    backend_retry_backoff_s: float = Field(0.05, ge=0)
+    readiness_cache_s: float = Field(2.0, ge=0)
+    shutdown_grace_s: float = Field(25.0, ge=0)
+    heatmap_opacity: float = Field(0.45, ge=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _check_auth(self) -> Settings:
+        if self.auth == "enabled" and self.api_keys_file is None:
+            raise ValueError("DRG_AUTH=enabled needs DRG_API_KEYS_FILE (see gateway/auth.py)")
+        if self.auth == "disabled" and self.environment == "production":
+            raise ValueError(
+                "DRG_AUTH=disabled is only allowed with DRG_ENVIRONMENT=development (the demo)"
+            )
+        if self.api_keys_file is not None and not self.api_keys_file.is_file():
+            raise ValueError(f"DRG_API_KEYS_FILE {self.api_keys_file} does not exist")
+        return self
+
+    @property
+    def binds_loopback_only(self) -> bool:
+        """True when the server is unreachable from other hosts."""
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return self.host == "localhost"

@@ -1,0 +1,307 @@
+"""A test stand-in for TensorFlow Serving's gRPC API, serving a real exported SavedModel.
+
+What it stands in for: ``tensorflow_model_server --port=... --model_base_path=... --model_name=...``
+(no TF Serving binary can be installed here). It implements TF Serving's official gRPC
+services with the servicer base classes generated in tensorflow-serving-api
+(``PredictionServiceServicer``, ``ModelServiceServicer``), loads every integer version
+directory under ``<base>/<name>/`` with ``tf.saved_model.load`` and runs the requested
+signature. It reproduces TF Serving's observable behaviour that the gateway depends on:
+
+- NOT_FOUND ``Servable not found for request: Latest(<name>)`` while a model is loading, and
+  ``Could not find version N of model <name>`` for an unknown version;
+- INVALID_ARGUMENT ``Unrecognized servable version label: X``;
+- FAILED_PRECONDITION ``Serving signature key "X" not found.``;
+- INVALID_ARGUMENT for wrong input names, dtypes and shapes;
+- outputs serialised as typed ``*_val`` fields (TF Serving's default ``AsProtoField``);
+- GetModelMetadata with ``signature_def`` packed as ``SignatureDefMap``; GetModelStatus with
+  LOADING/AVAILABLE states.
+
+Extra knobs for tests: ``--load-delay`` (seconds in LOADING), ``--predict-delay`` (a slow
+backend), ``--labels stable=1,canary=2``. Prints ``PORT <n>`` on stdout once listening.
+
+    python -m tests.support.tfserving_server --model-base-path export --model-name dr_grader
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import threading
+import time
+from concurrent import futures
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import grpc
+import numpy as np
+import tensorflow as tf
+from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
+from tensorflow.core.protobuf import saved_model_pb2
+from tensorflow_serving.apis import (
+    get_model_metadata_pb2,
+    get_model_status_pb2,
+    model_service_pb2_grpc,
+    predict_pb2,
+    prediction_service_pb2_grpc,
+)
+
+_TYPED_FIELD = {
+    types_pb2.DT_FLOAT: "float_val",
+    types_pb2.DT_DOUBLE: "double_val",
+    types_pb2.DT_INT32: "int_val",
+    types_pb2.DT_UINT8: "int_val",
+    types_pb2.DT_INT64: "int64_val",
+    types_pb2.DT_STRING: "string_val",
+}
+
+
+class RpcError(Exception):
+    """A gRPC status to return."""
+
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def as_proto_field(array: np.ndarray, dtype: int) -> tensor_pb2.TensorProto:
+    """Serialise like TF's Tensor::AsProtoField: shape plus the typed value field."""
+    shape = tensor_shape_pb2.TensorShapeProto(
+        dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=int(d)) for d in array.shape]
+    )
+    proto = tensor_pb2.TensorProto(dtype=dtype, tensor_shape=shape)
+    values = array.reshape(-1).tolist()
+    getattr(proto, _TYPED_FIELD[dtype]).extend(values)
+    return proto
+
+
+class LoadedVersion:
+    """One version: the loaded object, its signatures and their SignatureDef protos."""
+
+    def __init__(self, path: Path) -> None:
+        self.version = int(path.name)
+        self.model = tf.saved_model.load(str(path))
+        self.functions: dict[str, Any] = dict(self.model.signatures)
+        proto = saved_model_pb2.SavedModel()
+        proto.ParseFromString((path / "saved_model.pb").read_bytes())
+        self.signature_defs = dict(proto.meta_graphs[0].signature_def)
+
+
+class ModelStore:
+    """Versions under ``<base>/<name>``, loaded after ``load_delay`` seconds, and labels."""
+
+    def __init__(self, base: Path, name: str, labels: dict[str, int], load_delay: float) -> None:
+        self.name = name
+        self.labels = labels
+        self.versions: dict[int, LoadedVersion] = {}
+        self.pending = sorted(int(p.name) for p in (base / name).iterdir() if p.name.isdigit())
+        self._base = base
+        threading.Thread(target=self._load, args=(load_delay,), daemon=True).start()
+
+    def _load(self, delay: float) -> None:
+        time.sleep(delay)
+        for version in list(self.pending):
+            self.versions[version] = LoadedVersion(self._base / self.name / str(version))
+            self.pending.remove(version)
+
+    def resolve(self, spec: Any) -> LoadedVersion:
+        """TF Serving's servable lookup for a ModelSpec."""
+        if spec.name != self.name:
+            raise RpcError(
+                grpc.StatusCode.NOT_FOUND,
+                f"Servable not found for request: Latest({spec.name})",
+            )
+        if spec.HasField("version"):
+            version = spec.version.value
+            if version not in self.versions:
+                raise RpcError(
+                    grpc.StatusCode.NOT_FOUND,
+                    f"Servable not found for request: Specific({self.name}, {version})",
+                )
+            return self.versions[version]
+        if spec.version_label:
+            if spec.version_label not in self.labels:
+                raise RpcError(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"Unrecognized servable version label: {spec.version_label}",
+                )
+            version = self.labels[spec.version_label]
+            if version not in self.versions:
+                raise RpcError(
+                    grpc.StatusCode.NOT_FOUND,
+                    f"Servable not found for request: Specific({self.name}, {version})",
+                )
+            return self.versions[version]
+        if not self.versions:
+            raise RpcError(
+                grpc.StatusCode.NOT_FOUND, f"Servable not found for request: Latest({self.name})"
+            )
+        return self.versions[max(self.versions)]
+
+
+def _check_input(name: str, proto: Any, spec: Any, index: int) -> np.ndarray:
+    if proto.dtype != spec.dtype:
+        raise RpcError(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            f"Expects arg[{index}] to be {tf.dtypes.as_dtype(spec.dtype).name} but "
+            f"{tf.dtypes.as_dtype(proto.dtype).name} is provided",
+        )
+    try:
+        array = tf.make_ndarray(proto)
+    except Exception as error:
+        raise RpcError(grpc.StatusCode.INVALID_ARGUMENT, f"input {name}: {error}") from None
+    expected = [int(d.size) for d in spec.tensor_shape.dim]
+    if not spec.tensor_shape.unknown_rank and (
+        len(expected) != array.ndim
+        or any(e not in (-1, a) for e, a in zip(expected, array.shape, strict=True))
+    ):
+        raise RpcError(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            f"input {name}: shape {list(array.shape)} is incompatible with {expected}",
+        )
+    return array
+
+
+class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
+    """Predict and GetModelMetadata."""
+
+    def __init__(self, store: ModelStore, predict_delay: float) -> None:
+        self.store = store
+        self.predict_delay = predict_delay
+
+    def Predict(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
+        try:
+            loaded = self.store.resolve(request.model_spec)
+            signature_name = request.model_spec.signature_name or "serving_default"
+            if signature_name not in loaded.signature_defs:
+                raise RpcError(
+                    grpc.StatusCode.FAILED_PRECONDITION,
+                    f'Serving signature key "{signature_name}" not found.',
+                )
+            signature = loaded.signature_defs[signature_name]
+            if set(request.inputs) != set(signature.inputs):
+                raise RpcError(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"input size does not match signature: {len(request.inputs)}!="
+                    f"{len(signature.inputs)} len({{{','.join(sorted(request.inputs))}}}) != "
+                    f"len({{{','.join(sorted(signature.inputs))}}})",
+                )
+            inputs = {
+                name: tf.constant(
+                    _check_input(name, request.inputs[name], signature.inputs[name], i)
+                )
+                for i, name in enumerate(sorted(signature.inputs))
+            }
+            if self.predict_delay:
+                time.sleep(self.predict_delay)
+            try:
+                outputs = loaded.functions[signature_name](**inputs)
+            except tf.errors.InvalidArgumentError as error:
+                raise RpcError(grpc.StatusCode.INVALID_ARGUMENT, error.message) from None
+            response = predict_pb2.PredictResponse()
+            response.model_spec.name = self.store.name
+            response.model_spec.version.value = loaded.version
+            response.model_spec.signature_name = signature_name
+            for alias, tensor in outputs.items():
+                dtype = signature.outputs[alias].dtype
+                response.outputs[alias].CopyFrom(as_proto_field(np.asarray(tensor.numpy()), dtype))
+            return response
+        except RpcError as error:
+            context.abort(error.code, error.message)
+
+    def GetModelMetadata(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
+        try:
+            if list(request.metadata_field) != ["signature_def"]:
+                raise RpcError(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    "Metadata field(s) not supported: only signature_def is",
+                )
+            loaded = self.store.resolve(request.model_spec)
+            signature_map = get_model_metadata_pb2.SignatureDefMap()
+            for name, signature in loaded.signature_defs.items():
+                signature_map.signature_def[name].CopyFrom(signature)
+            response = get_model_metadata_pb2.GetModelMetadataResponse()
+            response.model_spec.name = self.store.name
+            response.model_spec.version.value = loaded.version
+            response.metadata["signature_def"].Pack(signature_map)
+            return response
+        except RpcError as error:
+            context.abort(error.code, error.message)
+
+
+class ModelService(model_service_pb2_grpc.ModelServiceServicer):
+    """GetModelStatus."""
+
+    def __init__(self, store: ModelStore) -> None:
+        self.store = store
+
+    def GetModelStatus(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
+        spec = request.model_spec
+        status = get_model_status_pb2.ModelVersionStatus
+        if spec.name != self.store.name:
+            context.abort(
+                grpc.StatusCode.NOT_FOUND, f"Could not find any versions of model {spec.name}"
+            )
+        wanted: list[int] = sorted(set(self.store.versions) | set(self.store.pending))
+        if spec.HasField("version"):
+            wanted = [spec.version.value]
+        elif spec.version_label:
+            if spec.version_label not in self.store.labels:
+                context.abort(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"Unrecognized servable version label: {spec.version_label}",
+                )
+            wanted = [self.store.labels[spec.version_label]]
+        response = get_model_status_pb2.GetModelStatusResponse()
+        for version in wanted:
+            if version in self.store.versions:
+                state = status.AVAILABLE
+            elif version in self.store.pending:
+                state = status.LOADING
+            else:
+                context.abort(
+                    grpc.StatusCode.NOT_FOUND,
+                    f"Could not find version {version} of model {self.store.name}",
+                )
+            response.model_version_status.add(version=version, state=state)
+        return response
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Serve until killed."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--model-base-path", type=Path, required=True)
+    parser.add_argument("--model-name", default="dr_grader")
+    parser.add_argument("--labels", default="")
+    parser.add_argument("--load-delay", type=float, default=0.0)
+    parser.add_argument("--predict-delay", type=float, default=0.0)
+    args = parser.parse_args(argv)
+    labels = {
+        key: int(value)
+        for key, value in (item.split("=") for item in args.labels.split(",") if item)
+    }
+    store = ModelStore(args.model_base_path, args.model_name, labels, args.load_delay)
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=8),
+        options=[
+            ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+            ("grpc.max_send_message_length", 64 * 1024 * 1024),
+        ],
+    )
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
+        PredictionService(store, args.predict_delay), server
+    )
+    model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(store), server)
+    port = server.add_insecure_port(f"127.0.0.1:{args.port}")
+    server.start()
+    print(f"PORT {port}", flush=True)
+    server.wait_for_termination()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
