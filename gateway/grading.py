@@ -126,7 +126,7 @@ class GradingService:
     ) -> GradingOutcome:
         """Grade one or more images in one Predict call; ungradable ones are not sent."""
         async with self._limiter.slot():
-            served = await self.resolve(selector, _remaining(deadline))
+            served = await self.resolve(selector, self._call_timeout(deadline))
             started = time.perf_counter()
             preprocessed = await asyncio.gather(
                 *(self._preprocess(item, served) for item in inputs)
@@ -143,25 +143,29 @@ class GradingService:
                 batch = np.stack([eye.preprocessed.image for eye in gradable])
                 try:
                     prediction = await self.backend.predict(
-                        batch, served, explain, _remaining(deadline)
+                        batch, served, explain, self._call_timeout(deadline)
                     )
                 except ApiError as error:
                     if error.code != "model_unavailable":
                         raise
                     # The pinned version went away (a rollout): re-resolve and start over once.
                     self._resolved.pop(selector, None)
-                    newer = await self.resolve(selector, _remaining(deadline), fresh=True)
+                    newer = await self.resolve(selector, self._call_timeout(deadline), fresh=True)
                     if newer.card.preprocess_config != served.card.preprocess_config:
                         raise ApiError(
                             "model_unavailable", "the model changed during the request; retry"
                         ) from None
                     served = newer
                     prediction = await self.backend.predict(
-                        batch, served, explain, _remaining(deadline)
+                        batch, served, explain, self._call_timeout(deadline)
                     )
                 inference_ms = (time.perf_counter() - started) * 1000
                 self._apply(prediction, gradable, served, explain)
         return GradingOutcome(served, eyes, preprocess_ms, inference_ms)
+
+    def _call_timeout(self, deadline: float) -> float:
+        """Per-call deadline: the backend timeout, never beyond the request deadline."""
+        return min(self._settings.backend_timeout_s, _remaining(deadline))
 
     async def _preprocess(self, item: ImageInput, served: ServedModel) -> Preprocessed:
         started = time.perf_counter()

@@ -6,8 +6,9 @@ Bad values stop startup with a clear message (pydantic validation).
 from __future__ import annotations
 
 import ipaddress
+import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -46,6 +47,16 @@ class Settings(BaseSettings):
     shutdown_grace_s: float = Field(25.0, ge=0)
     heatmap_opacity: float = Field(0.45, ge=0.0, le=1.0)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _refuse_unknown_variables(cls, data: Any) -> Any:
+        """A misspelt DRG_ variable would silently fall back to a default: refuse it."""
+        known = {f"DRG_{name.upper()}" for name in cls.model_fields}
+        unknown = sorted(k for k in os.environ if k.startswith("DRG_") and k.upper() not in known)
+        if unknown:
+            raise ValueError(f"unknown settings variables: {', '.join(unknown)}")
+        return data
+
     @model_validator(mode="after")
     def _check_auth(self) -> Settings:
         if self.auth == "enabled" and self.api_keys_file is None:
@@ -54,6 +65,8 @@ class Settings(BaseSettings):
             raise ValueError(
                 "DRG_AUTH=disabled is only allowed with DRG_ENVIRONMENT=development (the demo)"
             )
+        if self.auth == "disabled" and not self.binds_loopback_only:
+            raise ValueError("DRG_AUTH=disabled is only allowed on a loopback DRG_HOST")
         if self.api_keys_file is not None and not self.api_keys_file.is_file():
             raise ValueError(f"DRG_API_KEYS_FILE {self.api_keys_file} does not exist")
         return self

@@ -16,8 +16,8 @@ signature. It reproduces TF Serving's observable behaviour that the gateway depe
 - GetModelMetadata with ``signature_def`` packed as ``SignatureDefMap``; GetModelStatus with
   LOADING/AVAILABLE states.
 
-Extra knobs for tests: ``--load-delay`` (seconds in LOADING), ``--predict-delay`` (a slow
-backend), ``--labels stable=1,canary=2``. Prints ``PORT <n>`` on stdout once listening.
+Extra knobs for tests: ``--load-delay`` (seconds in LOADING), ``--predict-delay`` (slow
+inference: added to serving_default/explain Predict calls), ``--labels stable=1,canary=2``. Prints ``PORT <n>`` on stdout once listening.
 
     python -m tests.support.tfserving_server --model-base-path export --model-name dr_grader
 """
@@ -195,7 +195,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
                 )
                 for i, name in enumerate(sorted(signature.inputs))
             }
-            if self.predict_delay:
+            if self.predict_delay and signature_name != "model_card":
                 time.sleep(self.predict_delay)
             try:
                 outputs = loaded.functions[signature_name](**inputs)
