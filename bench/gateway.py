@@ -117,11 +117,12 @@ def main(argv: list[str] | None = None) -> int:
             f"model input {size}px; {args.requests} requests per cell; median latency, throughput"
         )
         print(
-            f"gateway start to ready: {to_ready:.2f} s (lean, tfserving mode); RSS {rss_kb / 1024:.0f} MiB"
+            f"gateway start to ready: {to_ready:.2f} s (lean, tfserving mode); "
+            f"RSS {rss_kb / 1024:.0f} MiB"
         )
         print(
-            f"{'conc':>4} {'direct ms':>10} {'gateway ms':>11} {'overhead ms':>12} {'% of model':>10} "
-            f"{'direct/s':>9} {'gateway/s':>10}"
+            f"{'conc':>4} {'direct ms':>10} {'gateway ms':>11} {'overhead ms':>12} "
+            f"{'% of model':>10} {'direct/s':>9} {'gateway/s':>10}"
         )
         for concurrency in (1, 8):
             direct_ms, direct_rps = run_load(direct, args.requests, concurrency)
