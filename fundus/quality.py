@@ -66,34 +66,42 @@ def _ramp_below(value: float, threshold: float, spread: float) -> float:
 def measure(analysis: RGBImage, crop_threshold: int) -> dict[str, float]:
     """Brightness, exposure and sharpness of the disc in the square analysis image (512 px)."""
     brightest = max_channel(analysis)
-    disc = (brightest > crop_threshold).astype(np.uint8)
+    disc = cv2.compare(brightest, crop_threshold, cv2.CMP_GT)
     # Stay clear of the disc rim: its edge would dominate the sharpness measure.
-    inner = cv2.erode(disc, cv2.getStructuringElement(cv2.MORPH_RECT, (15, 15))).astype(bool)
-    if inner.sum() < 100:
+    inner = cv2.erode(disc, cv2.getStructuringElement(cv2.MORPH_RECT, (15, 15)))
+    inner_count = cv2.countNonZero(inner)
+    if inner_count < 100:
         return {"mean_luma": 0.0, "saturated_fraction": 0.0, "sharpness": 0.0}
     luma = cv2.cvtColor(analysis, cv2.COLOR_RGB2GRAY)
-    saturated = (brightest >= 250) & inner
+    saturated = cv2.bitwise_and(cv2.compare(brightest, 249, cv2.CMP_GT), inner)
     return {
-        "mean_luma": float(luma[inner].mean()),
-        "saturated_fraction": float(saturated.sum() / inner.sum()),
+        "mean_luma": float(cv2.mean(luma, mask=inner)[0]),
+        "saturated_fraction": cv2.countNonZero(saturated) / inner_count,
         "sharpness": reblur_sharpness(analysis[:, :, 1], inner),
     }
 
 
-def _mean_gradient(channel: np.ndarray, region: np.ndarray) -> float:
-    dx = np.abs(np.diff(channel, axis=1))[region[:, 1:]]
-    dy = np.abs(np.diff(channel, axis=0))[region[1:, :]]
-    return float(dx.mean() + dy.mean())
+def _mean_gradient(channel: np.ndarray, inner_x: np.ndarray, inner_y: np.ndarray) -> float:
+    """Mean absolute horizontal + vertical difference inside the masks (OpenCV, no copies)."""
+    dx = cv2.absdiff(channel[:, 1:], channel[:, :-1])
+    dy = cv2.absdiff(channel[1:, :], channel[:-1, :])
+    return float(cv2.mean(dx, mask=inner_x)[0] + cv2.mean(dy, mask=inner_y)[0])
 
 
 def reblur_sharpness(channel: np.ndarray, region: np.ndarray) -> float:
-    """Share of gradient energy lost when the image is blurred again (0 = already blurred)."""
+    """Share of gradient energy lost when the image is blurred again (0 = already blurred).
+
+    ``region`` is a uint8 mask (non-zero = inside) of the channel's size.
+    """
     original = channel.astype(np.float32)
     reblurred = cv2.GaussianBlur(original, (0, 0), 2.0)
-    before = _mean_gradient(original, region)
+    inner_x = np.ascontiguousarray(region[:, 1:])
+    inner_y = np.ascontiguousarray(region[1:, :])
+    before = _mean_gradient(original, inner_x, inner_y)
     if before <= 1e-6:
         return 0.0
-    return float(np.clip(1.0 - _mean_gradient(reblurred, region) / before, 0.0, 1.0))
+    after = _mean_gradient(reblurred, inner_x, inner_y)
+    return float(np.clip(1.0 - after / before, 0.0, 1.0))
 
 
 def assess_quality(
