@@ -66,14 +66,14 @@ def _ramp_below(value: float, threshold: float, spread: float) -> float:
 def measure(analysis: RGBImage, crop_threshold: int) -> dict[str, float]:
     """Brightness, exposure and sharpness of the disc in the square analysis image (512 px)."""
     brightest = max_channel(analysis)
-    disc = cv2.compare(brightest, crop_threshold, cv2.CMP_GT)
+    disc = (brightest > crop_threshold).astype(np.uint8)
     # Stay clear of the disc rim: its edge would dominate the sharpness measure.
     inner = cv2.erode(disc, cv2.getStructuringElement(cv2.MORPH_RECT, (15, 15)))
     inner_count = int(cv2.countNonZero(inner))
     if inner_count < 100:
         return {"mean_luma": 0.0, "saturated_fraction": 0.0, "sharpness": 0.0}
     luma = cv2.cvtColor(analysis, cv2.COLOR_RGB2GRAY)
-    saturated = cv2.bitwise_and(cv2.compare(brightest, 249, cv2.CMP_GT), inner)
+    saturated = cv2.bitwise_and((brightest >= 250).astype(np.uint8), inner)
     return {
         "mean_luma": float(cv2.mean(luma, mask=inner)[0]),
         "saturated_fraction": int(cv2.countNonZero(saturated)) / inner_count,
