@@ -187,6 +187,8 @@ class GradingService:
             outcome.warnings.append(
                 f"laterality_mismatch: sent as {item.laterality}, DICOM says {pre.laterality}"
             )
+        if not pre.quality.gradable:
+            self._metrics.ungradable_images.inc()
         for reason in pre.quality.reasons:
             self._metrics.ungradable.labels(reason=reason).inc()
         return outcome

@@ -2,7 +2,8 @@
 
 One registry per app (tests build several apps in one process). Label values are bounded:
 routes are route templates (unknown paths -> "other"), status codes, gRPC code names, grades
-0-4, the quality reasons of fundus.REASONS and the error codes of gateway.errors.ERRORS.
+0-4, the quality reasons of fundus.REASONS, the error codes of gateway.errors.ERRORS and the
+fixed PACS outcome/result names.
 """
 
 from __future__ import annotations
@@ -89,6 +90,11 @@ class GatewayMetrics:
             ["reason"],
             registry=r,
         )
+        self.ungradable_images = Counter(
+            "drg_ungradable_images_total",
+            "Images refused by the quality gate (one per image, whatever the reasons).",
+            registry=r,
+        )
         self.confidence = Histogram(
             "drg_prediction_confidence",
             "Probability of the predicted grade.",
@@ -108,6 +114,36 @@ class GatewayMetrics:
             registry=r,
         )
         self.ready = Gauge("drg_ready", "1 when /readyz last answered ready.", registry=r)
+        self.pacs_instances = Counter(
+            "drg_pacs_instances_total",
+            "STOW-RS instances by outcome: graded, ungradable, duplicate, refused.",
+            ["outcome"],
+            registry=r,
+        )
+        self.pacs_deliveries = Counter(
+            "drg_pacs_deliveries_total",
+            "SR delivery attempts to the PACS by result: delivered, refused, unavailable.",
+            ["result"],
+            registry=r,
+        )
+        self.pacs_delivery_duration = Histogram(
+            "drg_pacs_delivery_duration_seconds",
+            "STOW-RS call duration when pushing an SR to the PACS.",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.pacs_outbox_pending = Gauge(
+            "drg_pacs_outbox_pending", "Results not yet accepted by the PACS.", registry=r
+        )
+        self.pacs_outbox_oldest_age = Gauge(
+            "drg_pacs_outbox_oldest_pending_seconds",
+            "Age of the oldest result not yet accepted by the PACS (0 when none).",
+            registry=r,
+        )
+        for outcome in ("graded", "ungradable", "duplicate", "refused"):
+            self.pacs_instances.labels(outcome=outcome)
+        for result in ("delivered", "refused", "unavailable"):
+            self.pacs_deliveries.labels(result=result)
         for grade in range(5):
             self.predictions.labels(grade=str(grade))
 
