@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway.api.routes import exams, grade, health, metrics
+from gateway.api.routes import dicomweb, exams, grade, health, metrics, results
 from gateway.auth import ApiKeyStore
 from gateway.backends.base import ModelBackend
 from gateway.errors import ApiError
@@ -23,6 +23,7 @@ from gateway.grading import GradingService
 from gateway.limits import BodySizeLimitMiddleware
 from gateway.logs import request_id_var
 from gateway.metrics import GatewayMetrics
+from gateway.pacs.intake import PacsIntake
 from gateway.settings import Settings
 
 logger = logging.getLogger("gateway")
@@ -57,6 +58,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     backend = build_backend(settings, app.state.metrics)
     await backend.start()
     app.state.service = GradingService(backend, settings, app.state.metrics)
+    if settings.pacs_enabled:
+        app.state.pacs = await PacsIntake.open(settings, app.state.service, app.state.metrics)
     if settings.auth == "disabled":
         logger.warning(
             "authentication is DISABLED (demo mode): anyone who can reach %s:%s can grade",
@@ -73,6 +76,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     try:
         yield
     finally:
+        if settings.pacs_enabled:
+            await app.state.pacs.close()
         await backend.close()
         logger.info("gateway stopped", extra={"event": "stopped"})
 
@@ -187,7 +192,14 @@ def create_app(settings: Settings) -> FastAPI:
         if settings.auth == "enabled" and settings.api_keys_file is not None
         else None
     )
-    for router in (health.router, grade.router, exams.router, metrics.router):
+    for router in (
+        health.router,
+        grade.router,
+        exams.router,
+        metrics.router,
+        dicomweb.router,
+        results.router,
+    ):
         app.include_router(router)
     install_error_handlers(app)
     app.add_middleware(

@@ -47,6 +47,19 @@ class Settings(BaseSettings):
     shutdown_grace_s: float = Field(25.0, ge=0)
     heatmap_opacity: float = Field(0.45, ge=0.0, le=1.0)
 
+    # PACS round trip (gateway/pacs, pacs/README.md): off unless enabled.
+    pacs_enabled: bool = False
+    pacs_outbox_path: Path = Path("var/outbox.sqlite3")
+    pacs_stow_url: str | None = Field(None, pattern=r"^https?://\S+$")
+    pacs_auth: Literal["none", "basic", "bearer"] = "none"
+    pacs_username: str | None = None
+    pacs_password_file: Path | None = None
+    pacs_token_file: Path | None = None
+    pacs_ca_file: Path | None = None
+    pacs_timeout_s: float = Field(30.0, gt=0)
+    pacs_retry_initial_s: float = Field(2.0, gt=0)
+    pacs_retry_max_s: float = Field(300.0, gt=0)
+
     @model_validator(mode="before")
     @classmethod
     def _refuse_unknown_variables(cls, data: Any) -> Any:
@@ -69,6 +82,31 @@ class Settings(BaseSettings):
             raise ValueError("DRG_AUTH=disabled is only allowed on a loopback DRG_HOST")
         if self.api_keys_file is not None and not self.api_keys_file.is_file():
             raise ValueError(f"DRG_API_KEYS_FILE {self.api_keys_file} does not exist")
+        return self
+
+    @model_validator(mode="after")
+    def _check_pacs(self) -> Settings:
+        if self.pacs_stow_url and "@" in self.pacs_stow_url.split("/", 3)[2]:
+            raise ValueError(
+                "DRG_PACS_STOW_URL must not carry credentials (they would be logged): use "
+                "DRG_PACS_AUTH with DRG_PACS_USERNAME/DRG_PACS_PASSWORD_FILE or DRG_PACS_TOKEN_FILE"
+            )
+        if self.pacs_auth != "none" and self.pacs_stow_url is None:
+            raise ValueError("DRG_PACS_AUTH needs DRG_PACS_STOW_URL")
+        if self.pacs_auth == "basic" and (
+            self.pacs_username is None or self.pacs_password_file is None
+        ):
+            raise ValueError(
+                "DRG_PACS_AUTH=basic needs DRG_PACS_USERNAME and DRG_PACS_PASSWORD_FILE"
+            )
+        if self.pacs_auth == "bearer" and self.pacs_token_file is None:
+            raise ValueError("DRG_PACS_AUTH=bearer needs DRG_PACS_TOKEN_FILE")
+        for name in ("pacs_password_file", "pacs_token_file", "pacs_ca_file"):
+            path = getattr(self, name)
+            if path is not None and not path.is_file():
+                raise ValueError(f"DRG_{name.upper()} {path} does not exist")
+        if self.pacs_retry_max_s < self.pacs_retry_initial_s:
+            raise ValueError("DRG_PACS_RETRY_MAX_S must be >= DRG_PACS_RETRY_INITIAL_S")
         return self
 
     @property

@@ -6,7 +6,9 @@
 Dashboards are described compactly below (title, PromQL, unit, and which kind of data each
 panel needs) and rendered to Grafana dashboard JSON with the datasource as a variable.
 ``source`` is what the end-to-end test checks: "gateway" panels must return data from a
-running gateway; "external" panels (TF Serving, kube-state-metrics) must evaluate without error.
+running gateway; "events" panels show gateway series that exist only once something failed
+(model-server errors) and "external" panels (TF Serving, kube-state-metrics) must evaluate
+without error.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ class PanelSpec:
     queries: tuple[Query, ...]
     unit: str = "short"
     kind: Literal["timeseries", "stat", "bargauge"] = "timeseries"
-    source: Literal["gateway", "external"] = "gateway"
+    source: Literal["gateway", "events", "external"] = "gateway"
     description: str = ""
     stacked: bool = False
     width: int = 12
@@ -94,7 +96,7 @@ DASHBOARD_SPECS = (
                 "5xx ratio",
                 (
                     Query(
-                        f'sum(rate(drg_http_requests_total{{{GATEWAY},status=~"5.."}}[$__rate_interval])) / clamp_min(sum(rate(drg_http_requests_total{{{GATEWAY}}}[$__rate_interval])), 1e-9)',
+                        f'(sum(rate(drg_http_requests_total{{{GATEWAY},status=~"5.."}}[$__rate_interval])) or vector(0)) / clamp_min(sum(rate(drg_http_requests_total{{{GATEWAY}}}[$__rate_interval])), 1e-9)',
                         "5xx",
                     ),
                 ),
@@ -151,6 +153,7 @@ DASHBOARD_SPECS = (
                     ),
                 ),
                 "reqps",
+                source="events",
                 description="Empty while TF Serving answers every call.",
             ),
             PanelSpec(

@@ -66,6 +66,18 @@ def require_grade_scope(
 GradeClientDep = Annotated[ApiClient | None, Depends(require_grade_scope)]
 
 
+def require_pacs_scope(
+    request: Request,
+    authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
+    x_api_key: Annotated[str | None, Header(include_in_schema=False)] = None,
+) -> ApiClient | None:
+    """API key with the ``pacs`` scope (DICOMweb intake)."""
+    return _authenticate(request, "pacs", authorization, x_api_key)
+
+
+PacsClientDep = Annotated[ApiClient | None, Depends(require_pacs_scope)]
+
+
 def model_selector(
     settings: SettingsDep,
     version: Annotated[

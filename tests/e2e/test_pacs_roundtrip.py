@@ -1,0 +1,107 @@
+"""PACS round trip against a real Orthanc (DICOMweb plugin) and a real gateway process.
+
+Orthanc listens on all interfaces, so everything runs in a fresh network namespace with only
+loopback: the scenario driver (tests/e2e/pacs_scenario.py) starts Orthanc and the gateway
+inside it. This test creates the namespace, runs the driver, checks its report and the
+gateway's log, and always deletes the namespace (ending any process of ours still in it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.pacs_scenario import PHI_STRINGS, PLUGIN
+from tests.integration.conftest import API_KEY, PACS_ONLY_KEY
+from tests.support.processes import REPO_ROOT
+
+pytestmark = pytest.mark.slow
+
+
+def _ip(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["ip", *args], capture_output=True, text=True, check=False, timeout=30)
+
+
+@pytest.fixture
+def netns() -> Iterator[str]:
+    """A fresh network namespace with only loopback; deleted afterwards."""
+    if shutil.which("Orthanc") is None or not PLUGIN.is_file():
+        pytest.skip(
+            "Orthanc or its DICOMweb plugin is not installed (apt: orthanc orthanc-dicomweb)"
+        )
+    if shutil.which("ip") is None or os.geteuid() != 0:
+        pytest.skip("needs root and iproute2 ('ip netns') to isolate Orthanc")
+    name = f"drg-e2e-{uuid.uuid4().hex[:8]}"
+    created = _ip("netns", "add", name)
+    if created.returncode != 0:
+        pytest.skip(f"cannot create a network namespace: {created.stderr.strip()}")
+    try:
+        up = _ip("-n", name, "link", "set", "lo", "up")
+        assert up.returncode == 0, up.stderr
+        yield name
+    finally:
+        # The driver stops Orthanc and the gateway itself; end any leftover (ours, by pid).
+        for pid in _ip("netns", "pids", name).stdout.split():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(pid), signal.SIGKILL)
+        time.sleep(0.2)
+        _ip("netns", "delete", name)
+
+
+def test_pacs_roundtrip_through_orthanc(
+    netns: str, model_root: Path, keys_file: Path, tmp_path: Path
+) -> None:
+    report_path = tmp_path / "report.json"
+    command = [
+        "ip", "netns", "exec", netns,
+        sys.executable, "-m", "tests.e2e.pacs_scenario",
+        "--workdir", str(tmp_path / "work"),
+        "--model-root", str(model_root),
+        "--keys-file", str(keys_file),
+        "--grade-key", API_KEY,
+        "--pacs-key", PACS_ONLY_KEY,
+        "--report", str(report_path),
+    ]  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DRG_")}
+    env["PYTHONPATH"] = str(REPO_ROOT)
+    began = time.monotonic()
+    run = subprocess.run(
+        command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=400, check=False
+    )
+    elapsed = time.monotonic() - began
+    assert report_path.exists(), run.stdout[-3000:] + run.stderr[-3000:]
+    report = json.loads(report_path.read_text())
+    failed = [check for check in report["checks"] if not check["ok"]]
+    assert "error" not in report, report["error"]
+    assert not failed, json.dumps(failed, indent=1)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert report["ok"]
+    names = {check["name"] for check in report["checks"]}
+    for expected in (
+        "photo: grade = JSON",
+        "ungradable: gradable = JSON",
+        "resends: still exactly one SR",
+        "restart: result still pending",
+        "after outage: grade = JSON",
+        "secondary capture (forwarded late): grade = JSON",
+    ):
+        assert expected in names
+    assert report["srs"]["ungradable"]["gradable"] is False
+    assert report["srs"]["photo"]["sr_grade"] == report["srs"]["photo"]["json_grade"]
+
+    log = Path(report["gateway_log"]).read_text(errors="replace")
+    assert "pacs_delivered" in log
+    for phi in PHI_STRINGS:
+        assert phi not in log, f"patient data {phi!r} in the gateway log"
+    print(f"PACS round trip: {elapsed:.1f} s; timings {report['timings_s']}")
