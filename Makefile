@@ -26,7 +26,8 @@ test-fast: setup  ## unit tests without the slow ones
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy $(wildcard fundus model gateway bench)
+	$(VENV)/bin/mypy $(wildcard fundus model gateway bench observability)
+	$(PY) -m observability.build --check
 
 bench: setup  ## benchmarks that print side-by-side ratios (see BENCHMARKS.md)
 	$(PY) -m bench.preprocess
