@@ -14,7 +14,14 @@ $(STAMP): requirements.txt requirements-gateway.txt
 	$(PY) -m pip install --quiet -r requirements.txt
 	touch $(STAMP)
 
-setup: $(STAMP)  ## create .venv and install everything (pinned)
+# checkov pins packaging<24, pytest needs >=24: it lives in its own venv inside .venv.
+CHECKOV_STAMP := $(VENV)/checkov/.installed
+$(CHECKOV_STAMP): deploy/requirements-checkov.txt | $(STAMP)
+	test -x $(VENV)/checkov/bin/python || $(PYTHON) -m venv $(VENV)/checkov
+	$(VENV)/checkov/bin/pip install --quiet -r deploy/requirements-checkov.txt
+	touch $(CHECKOV_STAMP)
+
+setup: $(STAMP) $(CHECKOV_STAMP)  ## create .venv and install everything (pinned)
 
 test: setup  ## lint, type check, then every test (slow ones included)
 	$(MAKE) lint
@@ -26,7 +33,7 @@ test-fast: setup  ## unit tests without the slow ones
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy $(wildcard fundus model gateway bench observability)
+	$(VENV)/bin/mypy $(wildcard fundus model gateway bench observability deploy)
 	$(PY) -m observability.build --check
 
 bench: setup  ## benchmarks that print side-by-side ratios (see BENCHMARKS.md)

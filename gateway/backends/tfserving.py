@@ -70,6 +70,8 @@ class TFServingBackend:
                 ("grpc.max_send_message_length", _MAX_MESSAGE_BYTES),
                 ("grpc.max_receive_message_length", _MAX_MESSAGE_BYTES),
                 ("grpc.keepalive_time_ms", 30_000),
+                # Spread calls over every address of a headless Service (dns:///host:port).
+                ("grpc.lb_policy_name", "round_robin"),
                 ("grpc.enable_retries", 0),  # retries are ours: UNAVAILABLE only, in deadline
             ],
         )

@@ -1,0 +1,396 @@
+"""deploy/ scripts used by the workflows: models.config state, rendering with image digest and
+model state, the canary watch (against a Prometheus API stand-in), rollout snapshots, and how
+the workflows call them."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+import yaml
+from prometheus_client.parser import text_string_to_metric_families
+
+from deploy import canary_watch, models_config
+from deploy.models_config import ConfigError, ReleaseState
+from tests.deploy.conftest import REPO_ROOT, container, one, run
+
+DIGEST = "sha256:" + "ab" * 32
+ECR = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/dr-gateway"
+WORKFLOWS = REPO_ROOT / ".github" / "workflows"
+
+
+# --- models.config --------------------------------------------------------------------------
+
+
+def test_models_config_round_trip_and_release_pointer():
+    for state in (ReleaseState(1, 1), ReleaseState(3, 4), ReleaseState(9, 2)):
+        assert models_config.parse(models_config.build(state)) == state
+        assert ReleaseState.from_json(state.to_json()) == state
+    # The committed bootstrap state is exactly what the release tooling writes.
+    committed = (REPO_ROOT / "k8s" / "base" / "tfserving" / "models.config").read_text()
+    assert committed == models_config.build(ReleaseState(1, 1))
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("model_config_list { config { name: 'x' } ", "not a ModelServerConfig"),
+        ('model_config_list { config { name: "other" } }', "exactly one model"),
+        (
+            'model_config_list { config { name: "dr_grader" base_path: "/models/dr_grader" '
+            'model_platform: "tensorflow" model_version_policy { latest { num_versions: 1 } } } }',
+            "specific",
+        ),
+        (
+            'model_config_list { config { name: "dr_grader" base_path: "/models/dr_grader" '
+            'model_platform: "tensorflow" model_version_policy { specific { versions: 2 } } '
+            'version_labels { key: "stable" value: 2 } } }',
+            "lacks ['canary']",
+        ),
+        (
+            'model_config_list { config { name: "dr_grader" base_path: "/models/dr_grader" '
+            'model_platform: "tensorflow" model_version_policy { specific { versions: 2 versions: 3 } } '
+            'version_labels { key: "stable" value: 2 } version_labels { key: "canary" value: 2 } } }',
+            "exactly the labelled versions",
+        ),
+        (
+            'model_config_list { config { name: "dr_grader" base_path: "s3://b/dr_grader" '
+            'model_platform: "tensorflow" } }',
+            "local absolute path",
+        ),
+    ],
+)
+def test_models_config_refuses_what_would_break_serving(text: str, message: str):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        models_config.parse(text)
+
+
+@pytest.mark.parametrize(
+    "pointer", ['{"stable": 1}', '{"stable": 0, "canary": 1}', '{"stable": true, "canary": 1}']
+)
+def test_release_pointer_refuses_bad_state(pointer: str):
+    with pytest.raises(ConfigError):
+        ReleaseState.from_json(pointer)
+
+
+# --- render ------------------------------------------------------------------------------------
+
+
+def render(*args: str) -> subprocess.CompletedProcess[str]:
+    return run([sys.executable, str(REPO_ROOT / "deploy" / "render.py"), *args], cwd=REPO_ROOT)
+
+
+@pytest.fixture(scope="module")
+def release_render(kubectl: str) -> dict[tuple[int, int], list[dict[str, Any]]]:
+    out = {}
+    for state in ((3, 3), (3, 4)):
+        result = render(
+            "--overlay",
+            "eks",
+            "--image",
+            f"{ECR}@{DIGEST}",
+            "--stable",
+            str(state[0]),
+            "--canary",
+            str(state[1]),
+        )
+        assert result.returncode == 0, result.stderr
+        out[state] = [d for d in yaml.safe_load_all(result.stdout) if d]
+    return out
+
+
+def test_release_render_pins_the_gateway_by_digest_and_carries_the_model_state(release_render):
+    for (stable, canary), docs in release_render.items():
+        for name in ("gateway", "gateway-canary"):
+            assert container(one(docs, "Deployment", name), "gateway")["image"] == f"{ECR}@{DIGEST}"
+        config = next(
+            d
+            for d in docs
+            if d["kind"] == "ConfigMap" and d["metadata"]["name"].startswith("tfserving-config-")
+        )
+        assert models_config.parse(config["data"]["models.config"]) == ReleaseState(stable, canary)
+        assert "batching.config" in config["data"] and "monitoring.config" in config["data"]
+        volumes = one(docs, "Deployment", "tfserving")["spec"]["template"]["spec"]["volumes"]
+        assert {"name": config["metadata"]["name"]} == next(
+            v["configMap"] for v in volumes if v["name"] == "config"
+        )
+    # A model state change renames the ConfigMap: the model servers roll, and can roll back.
+    names = {
+        state: next(
+            d["metadata"]["name"]
+            for d in docs
+            if d["metadata"]["name"].startswith("tfserving-config-")
+        )
+        for state, docs in release_render.items()
+    }
+    assert names[(3, 3)] != names[(3, 4)]
+
+
+def test_render_refuses_a_mutable_or_malformed_image():
+    for image in ("dr-gateway", f"{ECR}@sha256:short", "UPPER/case:tag"):
+        result = render("--overlay", "eks", "--image", image)
+        assert result.returncode != 0 and "--image" in result.stderr
+
+
+# --- canary watch against a Prometheus HTTP API stand-in ----------------------------------------
+
+
+class FakePrometheus:
+    """Answers /api/v1/query like Prometheus, from a function of the PromQL text."""
+
+    def __init__(self, answer: Callable[[str], list[dict[str, Any]] | None]) -> None:
+        self.answer = answer
+        self.queries: list[str] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                query = parse_qs(urlparse(self.path).query)["query"][0]
+                outer.queries.append(query)
+                result = outer.answer(query)
+                body: dict[str, Any]
+                if result is None:
+                    body = {"status": "error", "errorType": "bad_data", "error": "parse error"}
+                    self.send_response(400)
+                else:
+                    body = {"status": "success", "data": {"resultType": "vector", "result": result}}
+                    self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.end_headers()
+                self.wfile.write(json.dumps(body).encode())
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def __enter__(self) -> FakePrometheus:
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def scenario(
+    canary: dict[str, Any], stable: dict[str, Any]
+) -> Callable[[str], list[dict[str, Any]]]:
+    """Series values per track; the PromQL decides which one is asked for."""
+
+    def answer(query: str) -> list[dict[str, Any]]:
+        values = canary if 'track="canary"' in query else stable
+        if query.startswith("max by (version)"):
+            return [{"metric": {"version": v}, "value": [0, "1"]} for v in values["versions"]]
+        if query.startswith("histogram_quantile"):
+            key = "p95"
+        elif 'status=~"5.."' in query:
+            key = "errors"
+        else:
+            key = "requests"
+        return [{"metric": {}, "value": [0, str(values[key])]}] if values[key] is not None else []
+
+    return answer
+
+
+HEALTHY = {"requests": 200, "errors": 1, "p95": 0.8, "versions": ["7"]}
+STABLE = {"requests": 2000, "errors": 10, "p95": 0.7, "versions": ["6"]}
+
+
+def watch(prometheus_url: str, *extra: str) -> subprocess.CompletedProcess[str]:
+    return run(
+        [sys.executable, "-m", "deploy.canary_watch", "--prometheus", prometheus_url, "--duration", "0.3",
+         "--interval", "0.1", "--expect-version", "7", *extra],
+        cwd=REPO_ROOT,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("canary", "code", "reason"),
+    [
+        (HEALTHY, 0, "PROMOTE"),
+        ({**HEALTHY, "errors": 20}, 1, "canary error rate 10.00%"),
+        ({**HEALTHY, "p95": 4.2}, 1, "p95 latency 4.20 s"),
+        ({**HEALTHY, "requests": 5, "errors": 0}, 1, "not enough evidence"),
+        ({**HEALTHY, "versions": ["6", "7"]}, 1, "expected only 7"),
+        ({**HEALTHY, "p95": None}, 0, "PROMOTE"),  # no histogram yet: p95 unknown, not a failure
+    ],
+)
+def test_canary_watch_decides(canary: dict[str, Any], code: int, reason: str):
+    with FakePrometheus(scenario(canary, STABLE)) as prometheus:
+        result = watch(prometheus.url)
+    assert result.returncode == code, result.stdout + result.stderr
+    assert reason in result.stdout + result.stderr
+    observations = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert observations and observations[0]["canary"]["requests"] == canary["requests"]
+
+
+def test_canary_watch_tolerates_a_bad_stable_period():
+    # Stable itself at 8 % errors: a canary at 10 % is within 2x stable, so not the model's fault.
+    with FakePrometheus(
+        scenario({**HEALTHY, "errors": 20}, {**STABLE, "errors": 160})
+    ) as prometheus:
+        assert watch(prometheus.url).returncode == 0
+
+
+def test_canary_watch_rolls_back_without_prometheus():
+    with FakePrometheus(lambda query: None) as prometheus:
+        result = watch(prometheus.url)
+    assert result.returncode == 3 and "Prometheus unusable" in result.stderr
+
+
+def test_canary_queries_use_series_the_gateway_exports(gateway_metrics, rendered):
+    families = {f.name: f for f in text_string_to_metric_families(gateway_metrics)}
+    # prometheus_client names counters without _total and histograms without _bucket.
+    exported = set(families) | {f"{n}_total" for n in families} | {f"{n}_bucket" for n in families}
+    queries = canary_watch.queries("dr-grading", "canary", 300)
+    for promql in queries.values():
+        for metric in re.findall(r"\b(drg_[a-z_]+)\{", promql):
+            assert metric in exported, metric
+            base = re.sub(r"_(total|bucket)$", "", metric)
+            sample_labels = {k for s in families[base].samples for k in s.labels}
+            used = set(re.findall(r"(\w+)=~?\"", promql.split(metric, 1)[1].split("}", 1)[0]))
+            # namespace and track are target labels Prometheus adds (the PodMonitor copies track).
+            assert used - {"namespace", "track"} <= sample_labels | {"le"}, (metric, used)
+    monitor = one(rendered["eks"], "PodMonitor", "gateway")
+    assert "track" in monitor["spec"]["podTargetLabels"]
+    routes = {
+        s.labels["route"] for s in families["drg_http_requests"].samples if "route" in s.labels
+    }
+    assert all(
+        not re.fullmatch(canary_watch.GRADING_ROUTES, r) for r in routes
+    )  # /livez is not grading
+    assert re.fullmatch(canary_watch.GRADING_ROUTES, "/v1/grade")
+
+
+# --- rollout.sh ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def fake_kubectl(tmp_path: Path) -> Iterator[tuple[dict[str, str], Path]]:
+    """A kubectl that reads revisions from files and logs every call."""
+    state = tmp_path / "revisions"
+    state.mkdir()
+    log = tmp_path / "kubectl.log"
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "kubectl").write_text(
+        "#!/bin/sh\n"
+        f'echo "$@" >> {log}\n'
+        'if [ "$3" = get ]; then cat "' + str(state) + '/$5" 2>/dev/null || exit 1; fi\n'
+    )
+    (bin_dir / "kubectl").chmod(0o755)
+    env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "NAMESPACE": "dr-grading"}
+    yield env, state
+    log.unlink(missing_ok=True)
+
+
+def test_rollout_undo_goes_back_only_where_the_release_moved(fake_kubectl, tmp_path):
+    env, state = fake_kubectl
+    script = str(REPO_ROOT / "deploy" / "rollout.sh")
+    for name, revision in (("gateway", "4"), ("gateway-canary", "4"), ("tfserving", "9")):
+        (state / name).write_text(revision)
+    snapshot = tmp_path / "before.txt"
+    assert run([script, "snapshot", str(snapshot)], env=env).returncode == 0
+    assert snapshot.read_text().split("\n")[:3] == ["gateway 4", "gateway-canary 4", "tfserving 9"]
+    (state / "gateway").write_text("5")  # the release moved the gateways only
+    (state / "gateway-canary").write_text("5")
+    result = run([script, "undo", str(snapshot)], env=env)
+    assert result.returncode == 0, result.stderr
+    calls = (tmp_path / "kubectl.log").read_text()
+    assert "rollout undo deployment/gateway --to-revision=4" in calls
+    assert "rollout undo deployment/gateway-canary --to-revision=4" in calls
+    assert "rollout undo deployment/tfserving" not in calls
+    assert calls.count("rollout status") == 3
+
+
+# --- the workflows call the scripts the way the scripts accept ---------------------------------
+
+
+def workflow(name: str) -> dict[Any, Any]:
+    return dict(yaml.safe_load((WORKFLOWS / name).read_text()))
+
+
+def all_steps() -> Iterator[tuple[str, str, dict[str, Any]]]:
+    for path in sorted(WORKFLOWS.glob("*.yml")):
+        for job_name, job in workflow(path.name)["jobs"].items():
+            for step in job.get("steps", []):
+                yield path.name, job_name, step
+
+
+def test_workflows_pin_actions_limit_permissions_and_time():
+    for path in sorted(WORKFLOWS.glob("*.yml")):
+        data = workflow(path.name)
+        assert data["permissions"] == {"contents": "read"}, path.name
+        for job_name, job in data["jobs"].items():
+            if "uses" in job:  # a reusable workflow call inherits the callee's jobs
+                continue
+            assert 0 < job["timeout-minutes"] <= 120, (path.name, job_name)
+            uses_aws = any("configure-aws-credentials" in s.get("uses", "") for s in job["steps"])
+            assert (job.get("permissions", {}).get("id-token") == "write") == uses_aws, (
+                path.name,
+                job_name,
+            )
+    for name, job, step in all_steps():
+        if "uses" in step:
+            assert re.fullmatch(r"[\w.-]+/[\w.-]+@[0-9a-f]{40}", step["uses"]), (
+                name,
+                job,
+                step["uses"],
+            )
+        script = step.get("run", "")
+        # Untrusted event data reaches scripts through env only (no ${{ }} inside run: blocks).
+        assert "${{" not in script, (name, job, script[:80])
+
+
+def test_no_stored_aws_keys_in_workflows():
+    for path in WORKFLOWS.glob("*.yml"):
+        text = path.read_text()
+        assert "AWS_ACCESS_KEY_ID" not in text and "aws-secret-access-key" not in text
+
+
+def help_text(module: str) -> str:
+    result = run([sys.executable, "-m", module, "--help"], cwd=REPO_ROOT)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_workflow_script_calls_use_real_options():
+    modules = (
+        "deploy.render",
+        "deploy.smoke_test",
+        "deploy.canary_watch",
+        "deploy.validate_model",
+        "deploy.models_config",
+    )
+    helps = {m: help_text(m) for m in modules}
+    seen = set()
+    for _, _, step in all_steps():
+        script = step.get("run", "").replace("\\\n", " ")
+        for call in re.finditer(r"python (?:-m (deploy\.\w+)|deploy/(\w+)\.py)([^\n|&;]*)", script):
+            module = call[1] or f"deploy.{call[2]}"
+            seen.add(module)
+            for option in re.findall(r"(--[a-z][a-z-]+)", call[3]):
+                assert option in helps[module], f"{module} has no option {option}"
+        for path in re.findall(r"(deploy/[\w.-]+\.sh)", script):
+            assert (REPO_ROOT / path).is_file(), path
+        for path in re.findall(r"-r (\S+)", script):
+            assert (REPO_ROOT / path).is_file(), path
+    assert seen == set(modules)
+    ci = workflow("ci.yml")
+    assert "workflow_call" in ci[True]  # YAML 1.1 reads the key `on` as true
+    release_jobs = workflow("release.yml")["jobs"]
+    assert release_jobs["ci"]["uses"] == "./.github/workflows/ci.yml"
+    rollback = next(s for s in release_jobs["deploy"]["steps"] if s.get("name") == "Roll back")
+    assert rollback["if"].startswith("failure()") and "rollout.sh undo" in rollback["run"]

@@ -1,0 +1,111 @@
+"""A toy SavedModel with the serving contract of DESIGN.md (serving_default, explain, model_card,
+assets.extra/{model_card.json, tf_serving_warmup_requests}), small enough to save in a second.
+
+Used to test deploy/validate_model.py without the trained export, and to break one thing at a
+time (``defect``) so each check is seen to fail.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from fundus import PreprocessConfig
+
+DEFECTS = (
+    "none",
+    "card_size_mismatch",  # the card's PreprocessConfig size differs from the signature's
+    "no_softmax",  # probabilities do not sum to 1
+    "no_warmup",  # assets.extra/tf_serving_warmup_requests missing
+    "warmup_wrong_input",  # warmup request names an input the signature lacks
+    "no_explain",  # explain signature missing
+    "float_input",  # image input is float32 instead of uint8
+)
+
+
+def build_toy_model(root: Path, version: int = 1, size: int = 32, defect: str = "none") -> Path:
+    """Write ``root/dr_grader/<version>`` and return that directory."""
+    import tensorflow as tf
+    from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
+
+    if defect not in DEFECTS:
+        raise ValueError(defect)
+    card = {
+        "name": "dr_grader",
+        "version": version,
+        "input_size": size,
+        "preprocess": PreprocessConfig(size=size).to_dict(),
+        "class_names": ["No DR", "Mild", "Moderate", "Severe", "Proliferative"],
+        "referable_threshold": 0.5,
+    }
+    if defect == "card_size_mismatch":
+        card["input_size"] = size * 2
+        card["preprocess"] = PreprocessConfig(size=size * 2).to_dict()
+    card_json = json.dumps(card, sort_keys=True)
+    input_dtype = tf.float32 if defect == "float_input" else tf.uint8
+    image_spec = tf.TensorSpec([None, size, size, 3], input_dtype, name="image")
+
+    class Toy(tf.Module):  # type: ignore[misc]
+        def __init__(self) -> None:
+            super().__init__()
+            self.weights = tf.Variable(
+                tf.reshape(tf.range(15, dtype=tf.float32) / 15.0 - 0.5, [3, 5]), name="w"
+            )
+
+        def _logits(self, image: tf.Tensor) -> tf.Tensor:
+            pixels = tf.cast(image, tf.float32)  # [0, 255], never /255 (DESIGN.md)
+            return tf.reduce_mean(pixels, axis=[1, 2]) / 64.0 @ self.weights
+
+        def _probabilities(self, image: tf.Tensor) -> tf.Tensor:
+            logits = self._logits(image)
+            if defect == "no_softmax":
+                return tf.sigmoid(logits)
+            return tf.nn.softmax(logits)
+
+        @tf.function(input_signature=[image_spec])  # type: ignore[untyped-decorator]
+        def serve(self, image: tf.Tensor) -> dict[str, tf.Tensor]:
+            probabilities = self._probabilities(image)
+            return {
+                "probabilities": probabilities,
+                "grade": tf.argmax(probabilities, axis=1, output_type=tf.int64),
+                "referable_probability": tf.reduce_sum(probabilities[:, 2:], axis=1),
+            }
+
+        @tf.function(input_signature=[image_spec])  # type: ignore[untyped-decorator]
+        def explain(self, image: tf.Tensor) -> dict[str, tf.Tensor]:
+            pixels = tf.cast(image, tf.float32)
+            heat = tf.reduce_mean(pixels, axis=3)[:, ::4, ::4] / 255.0
+            return {"probabilities": self._probabilities(image), "heatmap": heat}
+
+        @tf.function(input_signature=[tf.TensorSpec([], tf.int32, name="unused")])  # type: ignore[untyped-decorator]
+        def model_card(self, unused: tf.Tensor) -> dict[str, tf.Tensor]:
+            del unused
+            return {"model_card": tf.constant(card_json)}
+
+    module = Toy()
+    signatures = {"serving_default": module.serve, "model_card": module.model_card}
+    if defect != "no_explain":
+        signatures["explain"] = module.explain
+    target = root / "dr_grader" / str(version)
+    tf.saved_model.save(module, str(target), signatures=signatures)
+
+    extra = target / "assets.extra"
+    extra.mkdir()
+    (extra / "model_card.json").write_text(card_json)
+    if defect != "no_warmup":
+        with tf.io.TFRecordWriter(str(extra / "tf_serving_warmup_requests")) as writer:
+            for batch in (1, 2):
+                request = predict_pb2.PredictRequest(
+                    model_spec=model_pb2.ModelSpec(
+                        name="dr_grader", signature_name="serving_default"
+                    )
+                )
+                key = "pixels" if defect == "warmup_wrong_input" else "image"
+                request.inputs[key].CopyFrom(
+                    tf.make_tensor_proto(tf.zeros([batch, size, size, 3], input_dtype))
+                )
+                log = prediction_log_pb2.PredictionLog(
+                    predict_log=prediction_log_pb2.PredictLog(request=request)
+                )
+                writer.write(log.SerializeToString())
+    return target
