@@ -39,8 +39,9 @@ lint: setup
 bench: setup  ## benchmarks that print side-by-side ratios (see BENCHMARKS.md)
 	$(PY) -m bench.preprocess
 
-demo: setup  ## preprocess the sample images and print their quality verdicts
-	$(PY) -m fundus.demo
+demo: setup  ## build the demo model if needed, serve it, grade the samples (Ctrl-C stops)
+	$(PY) -m model.demo --out export
+	$(PY) -m gateway.demo --model-dir export
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

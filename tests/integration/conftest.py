@@ -57,8 +57,8 @@ def start_gateway(
         "DRG_TFSERVING_TARGET": target,
         "DRG_API_KEYS_FILE": str(keys_file),
         "DRG_READINESS_CACHE_S": "0",
-        "DRG_BACKEND_TIMEOUT_S": "5",
-        "DRG_REQUEST_TIMEOUT_S": "20",
+        "DRG_BACKEND_TIMEOUT_S": "15",
+        "DRG_REQUEST_TIMEOUT_S": "30",
         **{f"DRG_{k.upper()}": v for k, v in env.items()},
     }
     return GatewayProcess(settings, lean_protos, tmp_path / "gateway.log").start()

@@ -45,6 +45,7 @@ from tensorflow_serving.apis import (
     get_model_status_pb2,
     model_service_pb2_grpc,
     predict_pb2,
+    prediction_log_pb2,
     prediction_service_pb2_grpc,
 )
 
@@ -79,7 +80,11 @@ def as_proto_field(array: np.ndarray, dtype: int) -> tensor_pb2.TensorProto:
 
 
 class LoadedVersion:
-    """One version: the loaded object, its signatures and their SignatureDef protos."""
+    """One version: the loaded object, its signatures and their SignatureDef protos.
+
+    Like ``--enable_model_warmup`` (TF Serving's default), the PredictLog records in
+    ``assets.extra/tf_serving_warmup_requests`` are replayed before the version is AVAILABLE.
+    """
 
     def __init__(self, path: Path) -> None:
         self.version = int(path.name)
@@ -88,6 +93,21 @@ class LoadedVersion:
         proto = saved_model_pb2.SavedModel()
         proto.ParseFromString((path / "saved_model.pb").read_bytes())
         self.signature_defs = dict(proto.meta_graphs[0].signature_def)
+        self.warmed_up = self._warm_up(path / "assets.extra" / "tf_serving_warmup_requests")
+
+    def _warm_up(self, records: Path) -> int:
+        if not records.is_file():
+            return 0
+        count = 0
+        for raw in tf.data.TFRecordDataset(str(records)):
+            log = prediction_log_pb2.PredictionLog()
+            log.ParseFromString(raw.numpy())
+            request = log.predict_log.request
+            name = request.model_spec.signature_name or "serving_default"
+            inputs = {k: tf.constant(tf.make_ndarray(v)) for k, v in request.inputs.items()}
+            self.functions[name](**inputs)
+            count += 1
+        return count
 
 
 class ModelStore:
