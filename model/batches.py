@@ -16,7 +16,7 @@ from numpy.typing import NDArray
 from model.network import NUM_CLASSES, tta_views
 
 
-class TrainBatches(keras.utils.PyDataset):
+class TrainBatches(keras.utils.PyDataset):  # type: ignore[misc]
     """(pixels float32 [B,S,S,3] in [0,255], one-hot [B,5], sample weight [B]) batches."""
 
     def __init__(
@@ -100,4 +100,4 @@ def predict_probs(
             total = probs if total is None else total + probs
             count += 1
     assert total is not None
-    return total / count
+    return (total / count).astype(np.float32)

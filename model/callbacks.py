@@ -17,7 +17,7 @@ from model.decision import DEFAULT_THRESHOLDS, predict_grade
 from model.metrics import quadratic_weighted_kappa
 
 
-class QWKCheckpoint(keras.callbacks.Callback):
+class QWKCheckpoint(keras.callbacks.Callback):  # type: ignore[misc]
     """Evaluate the core model on the validation fold after every epoch.
 
     Adds ``val_loss`` (cross-entropy), ``val_acc``, ``val_qwk`` and ``lr`` to the epoch logs (so

@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from model.cache import CachedSet, build_cache, is_excluded
+from model.cache import CachedSet, ImageMeta, build_cache, is_excluded
 from model.config import Config
-from model.sources import make_source
+from model.sources import Record, make_source
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,9 @@ def prepare_data(
         source, records, config.preprocess_config, config.cache.root, config.cache.workers, progress
     )
     d = config.data
-    cv, test, listing = [], [], []
+    cv: list[int] = []
+    test: list[int] = []
+    listing: list[tuple[Record, ImageMeta, bool]] = []
     for i, (record, meta) in enumerate(zip(cached.records, cached.meta, strict=True)):
         drop_ungradable = (
             d.exclude_ungradable if record.split == "train" else d.exclude_ungradable_test

@@ -28,7 +28,10 @@ def apply_thresholds(
 ) -> NDArray[np.int64]:
     """Number of thresholds strictly below each score."""
     t = np.asarray(thresholds, np.float64)
-    return (np.asarray(score, np.float64)[:, None] > t[None, :]).sum(1).astype(np.int64)
+    out: NDArray[np.int64] = (
+        (np.asarray(score, np.float64)[:, None] > t[None, :]).sum(1).astype(np.int64)
+    )
+    return out
 
 
 def optimise_thresholds(
@@ -36,9 +39,9 @@ def optimise_thresholds(
 ) -> list[float]:
     """Coordinate ascent on QWK; each threshold searched on a grid between its neighbours."""
     score = np.asarray(score, np.float64)
-    y = np.asarray(y, np.int64)
+    labels: NDArray[np.int64] = np.asarray(y, np.int64)
     t = list(DEFAULT_THRESHOLDS)
-    best = quadratic_weighted_kappa(y, apply_thresholds(score, t))
+    best = quadratic_weighted_kappa(labels, apply_thresholds(score, t))
     for _ in range(passes):
         improved = False
         for k in range(len(t)):
@@ -46,7 +49,7 @@ def optimise_thresholds(
             high = t[k + 1] if k + 1 < len(t) else float(NUM_CLASSES - 1)
             for candidate in np.linspace(low, high, grid)[1:-1]:
                 trial = [*t[:k], float(candidate), *t[k + 1 :]]
-                value = quadratic_weighted_kappa(y, apply_thresholds(score, trial))
+                value = quadratic_weighted_kappa(labels, apply_thresholds(score, trial))
                 if value > best + 1e-12:
                     best, t, improved = value, trial, True
         if not improved:
@@ -59,7 +62,8 @@ def predict_grade(
 ) -> NDArray[np.int64]:
     """Served grade under ``rule`` ('argmax' or 'thresholds')."""
     if rule == "argmax":
-        return np.asarray(probs).argmax(1).astype(np.int64)
+        out: NDArray[np.int64] = np.asarray(probs).argmax(1).astype(np.int64)
+        return out
     if rule == "thresholds":
         return apply_thresholds(expected_grade(probs), thresholds or list(DEFAULT_THRESHOLDS))
     raise ValueError(f"unknown decision rule {rule!r}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -18,7 +19,10 @@ from model.sources import Record
 
 
 def assign_folds(
-    grades: Sequence[int], groups: Sequence[str], n_splits: int, seed: int
+    grades: Sequence[int] | NDArray[np.integer[Any]],
+    groups: Sequence[str],
+    n_splits: int,
+    seed: int,
 ) -> NDArray[np.int64]:
     """Fold index (0..n_splits-1) for every item; grade-stratified, patient-grouped."""
     y = np.asarray(grades)

@@ -34,7 +34,7 @@ def cumulative(p: Any) -> Any:
 
 
 @keras.saving.register_keras_serializable(package="dr")
-class OrdinalLoss(keras.losses.Loss):
+class OrdinalLoss(keras.losses.Loss):  # type: ignore[misc]
     """Mean binary cross-entropy over the cumulative events y > k."""
 
     def __init__(self, label_smoothing: float = 0.0, name: str = "ordinal", **kwargs: Any) -> None:
@@ -53,7 +53,7 @@ class OrdinalLoss(keras.losses.Loss):
 
 
 @keras.saving.register_keras_serializable(package="dr")
-class CombinedLoss(keras.losses.Loss):
+class CombinedLoss(keras.losses.Loss):  # type: ignore[misc]
     """Cross-entropy + ``weight`` * ordinal loss."""
 
     def __init__(
@@ -107,4 +107,5 @@ def class_weights(grades: NDArray[np.integer], mode: str, k: int = 5) -> NDArray
     elif mode != "balanced":
         raise ValueError(f"unknown class_weight mode {mode!r}")
     mean = (raw * counts).sum() / counts.sum()
-    return (raw / mean).astype(np.float32)
+    out: NDArray[np.float32] = (raw / mean).astype(np.float32)
+    return out

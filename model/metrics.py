@@ -27,7 +27,10 @@ def confusion(y: IntArray, pred: IntArray, k: int = NUM_CLASSES) -> IntArray:
 
 
 def quadratic_weighted_kappa(y: IntArray, pred: IntArray, k: int = NUM_CLASSES) -> float:
-    """Cohen's kappa with quadratic weights (equals sklearn ``cohen_kappa_score(weights='quadratic')``)."""
+    """Cohen's kappa with quadratic weights.
+
+    Equals sklearn ``cohen_kappa_score(y, pred, weights="quadratic")``.
+    """
     observed = confusion(y, pred, k).astype(np.float64)
     n = observed.sum()
     if n == 0:
@@ -57,7 +60,8 @@ def macro_ovr_auc(y: IntArray, probs: FloatArray) -> float:
 
 def referable_probability(probs: FloatArray) -> FloatArray:
     """P(grade >= 2)."""
-    return np.asarray(probs, np.float64)[:, REFERABLE_MIN_GRADE:].sum(1)
+    out: FloatArray = np.asarray(probs, np.float64)[:, REFERABLE_MIN_GRADE:].sum(1)
+    return out
 
 
 def binary_stats(truth: NDArray[np.bool_], flagged: NDArray[np.bool_]) -> dict[str, float]:
@@ -176,10 +180,12 @@ def grading_metrics(
             binary_auc(truth, ref_p), boot(lambda i: binary_auc(truth[i], ref_p[i]), 1)
         ),
     }
+
+    def stat(name: str) -> Callable[[IntArray], float]:
+        return lambda i: binary_stats(truth[i], flagged[i])[name]
+
     for offset, (name, value) in enumerate(ref_stats.items(), start=2):
-        referable[name] = _with_ci(
-            value, boot(lambda i, name=name: binary_stats(truth[i], flagged[i])[name], offset)
-        )
+        referable[name] = _with_ci(value, boot(stat(name), offset))
     referable["roc"] = {"fpr": [float(v) for v in fpr], "tpr": [float(v) for v in tpr]}
 
     return {

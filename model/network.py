@@ -23,7 +23,7 @@ HEAD_LAYERS = ("pool", "head_dropout", "probabilities")
 
 
 @keras.saving.register_keras_serializable(package="dr")
-class OrdinalHead(keras.layers.Layer):
+class OrdinalHead(keras.layers.Layer):  # type: ignore[misc]
     """Cumulative-logit head (CORAL-style): P(y > k) = sigmoid(w.x - b_k), b_0 < b_1 < b_2 < b_3.
 
     The thresholds are ordered by construction (b_k = b_0 + sum softplus(d)), so the class

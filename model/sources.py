@@ -46,7 +46,10 @@ class Record:
 class DataSource(Protocol):
     """What the cache needs from a dataset layout."""
 
-    name: str
+    @property
+    def name(self) -> str:
+        """Short name of the layout (cache directory prefix)."""
+        ...
 
     def records(self) -> list[Record]:
         """Every labelled image, CV pool (split 'train') and held-out test (split 'test')."""
@@ -244,9 +247,12 @@ def _need(value: str | None, key: str) -> Path:
     return Path(value)
 
 
+def _opt(value: str | None) -> Path | None:
+    return Path(value) if value else None
+
+
 def make_source(config: DataConfig) -> DataSource:
     """Build the configured source; paths come from the config only."""
-    opt = lambda v: Path(v) if v else None  # noqa: E731 - tiny local helper
     if config.source == "aptos":
         return CsvSource(
             "aptos",
@@ -255,8 +261,8 @@ def make_source(config: DataConfig) -> DataSource:
             "id_code",
             "diagnosis",
             group_by_eye=False,
-            test_csv=opt(config.test_csv),
-            test_images_dir=opt(config.test_images_dir),
+            test_csv=_opt(config.test_csv),
+            test_images_dir=_opt(config.test_images_dir),
         )
     if config.source == "eyepacs":
         return CsvSource(
@@ -266,13 +272,13 @@ def make_source(config: DataConfig) -> DataSource:
             "image",
             "level",
             group_by_eye=True,
-            test_csv=opt(config.test_csv),
-            test_images_dir=opt(config.test_images_dir),
+            test_csv=_opt(config.test_csv),
+            test_images_dir=_opt(config.test_images_dir),
         )
     if config.source == "retinamnist":
         return NpzSource(_need(config.npz_path, "npz_path"))
     if config.source == "folder":
-        return FolderSource(_need(config.folder, "folder"), opt(config.test_folder))
+        return FolderSource(_need(config.folder, "folder"), _opt(config.test_folder))
     syn = config.synthetic
     return SyntheticSource(
         syn.count, syn.test_count, syn.width, syn.height, syn.dark_every, syn.seed

@@ -13,7 +13,10 @@ CONFIGS = Path(__file__).resolve().parents[2] / "model" / "configs"
 
 def test_parse_override_types():
     assert parse_override("train.epochs=3") == (["train", "epochs"], 3)
-    assert parse_override("data.exclude_ungradable=false") == (["data", "exclude_ungradable"], False)
+    assert parse_override("data.exclude_ungradable=false") == (
+        ["data", "exclude_ungradable"],
+        False,
+    )
     assert parse_override("folds.only=[0, 2]") == (["folds", "only"], [0, 2])
     assert parse_override("model.weights=null") == (["model", "weights"], None)
     assert parse_override("data.npz_path=/x/y.npz") == (["data", "npz_path"], "/x/y.npz")
@@ -45,7 +48,9 @@ def test_production_config_is_512_px_five_folds():
 
 
 def test_overrides_win_and_are_typed():
-    config = load_config(CONFIGS / "tiny.yaml", ["train.epochs=4", "train.lr=1", "preprocess.size=48"])
+    config = load_config(
+        CONFIGS / "tiny.yaml", ["train.epochs=4", "train.lr=1", "preprocess.size=48"]
+    )
     assert config.train.epochs == 4
     assert isinstance(config.train.lr, float)
     assert load_config(CONFIGS / "tiny.yaml", ["train.lr=1e-3"]).train.lr == 1e-3  # YAML 1.1 string
@@ -54,7 +59,16 @@ def test_overrides_win_and_are_typed():
 
 @pytest.mark.parametrize(
     "override",
-    ["train.epoch=3", "nope=1", "train.epochs=three", "train.lr=fast", "loss.name=hinge", "eval.tta=rot90", "preprocess.size=3", "preprocess.colour=1"],
+    [
+        "train.epoch=3",
+        "nope=1",
+        "train.epochs=three",
+        "train.lr=fast",
+        "loss.name=hinge",
+        "eval.tta=rot90",
+        "preprocess.size=3",
+        "preprocess.colour=1",
+    ],
 )
 def test_bad_values_are_refused(override):
     with pytest.raises((ValueError, TypeError)):

@@ -72,4 +72,6 @@ def test_folds_csv_round_trip(tmp_path):
     records = [Record(f"{i}_left", i % 5, str(i), "train", "") for i in range(10)]
     folds = np.arange(10) % 2
     write_folds(tmp_path / "folds.csv", records, folds)
-    assert read_folds(tmp_path / "folds.csv") == {r.id: int(f) for r, f in zip(records, folds, strict=True)}
+    assert read_folds(tmp_path / "folds.csv") == {
+        r.id: int(f) for r, f in zip(records, folds, strict=True)
+    }

@@ -44,26 +44,32 @@ def test_macro_auc_is_medmnist_mean_of_one_vs_rest():
     probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
     expected = np.mean([roc_auc_score(y == i, probs[:, i]) for i in range(5)])
     assert macro_ovr_auc(y, probs) == pytest.approx(expected)
-    assert macro_ovr_auc(y, probs) == pytest.approx(roc_auc_score(y, probs, multi_class="ovr", average="macro"))
+    assert macro_ovr_auc(y, probs) == pytest.approx(
+        roc_auc_score(y, probs, multi_class="ovr", average="macro")
+    )
 
 
 def test_referable_stats_hand_made():
     truth = np.array([True, True, True, False, False, False, False, False])
     flagged = np.array([True, True, False, True, False, False, False, False])
     stats = binary_stats(truth, flagged)
-    assert stats == pytest.approx({"sensitivity": 2 / 3, "specificity": 4 / 5, "ppv": 2 / 3, "npv": 4 / 5})
+    assert stats == pytest.approx(
+        {"sensitivity": 2 / 3, "specificity": 4 / 5, "ppv": 2 / 3, "npv": 4 / 5}
+    )
 
 
 def test_grading_metrics_referable_from_grades():
     y = np.array([0, 1, 2, 3, 4, 0])
-    probs = np.array([
-        [0.9, 0.1, 0, 0, 0],   # 0 -> not referable (correct)
-        [0.2, 0.3, 0.5, 0, 0],  # 1 -> P(>=2) 0.5 -> referred (false positive)
-        [0.1, 0.1, 0.8, 0, 0],  # 2 -> referred (true positive)
-        [0.6, 0.1, 0.1, 0.2, 0],  # 3 -> P(>=2) 0.3 -> missed (false negative)
-        [0, 0, 0, 0.1, 0.9],   # 4 -> referred
-        [1, 0, 0, 0, 0],
-    ])
+    probs = np.array(
+        [
+            [0.9, 0.1, 0, 0, 0],  # 0 -> not referable (correct)
+            [0.2, 0.3, 0.5, 0, 0],  # 1 -> P(>=2) 0.5 -> referred (false positive)
+            [0.1, 0.1, 0.8, 0, 0],  # 2 -> referred (true positive)
+            [0.6, 0.1, 0.1, 0.2, 0],  # 3 -> P(>=2) 0.3 -> missed (false negative)
+            [0, 0, 0, 0.1, 0.9],  # 4 -> referred
+            [1, 0, 0, 0, 0],
+        ]
+    )
     m = grading_metrics(y, probs, probs.argmax(1), referable_threshold=0.5, n_boot=50)
     ref = m["referable"]
     assert ref["sensitivity"]["value"] == pytest.approx(2 / 3)

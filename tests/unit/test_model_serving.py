@@ -26,27 +26,42 @@ CONFIGS = Path(__file__).resolve().parents[2] / "model" / "configs"
 def _stand_in(seed: int, ordinal: bool) -> keras.Model:
     keras.utils.set_random_seed(seed)
     backbone = keras.Sequential(
-        [keras.Input((SIZE, SIZE, 3)), keras.layers.Rescaling(1 / 255.0),
-         keras.layers.Conv2D(8, 3, strides=2, activation="relu"), keras.layers.Conv2D(12, 3, strides=2, activation="relu")],
+        [
+            keras.Input((SIZE, SIZE, 3)),
+            keras.layers.Rescaling(1 / 255.0),
+            keras.layers.Conv2D(8, 3, strides=2, activation="relu"),
+            keras.layers.Conv2D(12, 3, strides=2, activation="relu"),
+        ],
         name="backbone",
     )
     inputs = keras.Input((SIZE, SIZE, 3), name="image")
     x = keras.layers.GlobalAveragePooling2D(name="pool")(backbone(inputs))
     x = keras.layers.Dropout(0.5, name="head_dropout")(x)
-    head = OrdinalHead(name="probabilities") if ordinal else keras.layers.Dense(5, activation="softmax", name="probabilities")
+    head = (
+        OrdinalHead(name="probabilities")
+        if ordinal
+        else keras.layers.Dense(5, activation="softmax", name="probabilities")
+    )
     return keras.Model(inputs, head(x))
 
 
-@pytest.mark.parametrize(("ordinal", "rule", "tta"), [(False, "argmax", "hflip"), (True, "thresholds", "flip4")])
+@pytest.mark.parametrize(
+    ("ordinal", "rule", "tta"), [(False, "argmax", "hflip"), (True, "thresholds", "flip4")]
+)
 def test_signatures_match_keras(tmp_path, ordinal, rule, tta):
     models = [_stand_in(1, ordinal), _stand_in(2, ordinal)]
     thresholds = [0.7, 1.4, 2.1, 2.9]
     path = tmp_path / "sm"
-    save_serving_model(models, SIZE, tta, rule, thresholds, str(path))
+    save_serving_model(models, SIZE, tta, rule, thresholds, str(path), '{"name": "x"}')
     loaded = tf.saved_model.load(str(path))
-    assert {"serving_default", "explain"} <= set(loaded.signatures)
+    assert {"serving_default", "explain", "model_card"} <= set(loaded.signatures)
+    card = loaded.signatures["model_card"](unused=tf.constant(0, tf.int32))["model_card"]
+    assert json.loads(card.numpy().decode()) == {"name": "x"}
     images = np.random.default_rng(0).integers(0, 256, (6, SIZE, SIZE, 3), dtype=np.uint8)
-    out = {k: v.numpy() for k, v in loaded.signatures["serving_default"](image=tf.constant(images)).items()}
+    out = {
+        k: v.numpy()
+        for k, v in loaded.signatures["serving_default"](image=tf.constant(images)).items()
+    }
     ref = predict_probs(models, images, np.arange(6), 4, tta)
     assert out["probabilities"].dtype == np.float32 and out["probabilities"].shape == (6, 5)
     assert np.abs(out["probabilities"] - ref).max() <= 1e-5
@@ -55,6 +70,7 @@ def test_signatures_match_keras(tmp_path, ordinal, rule, tta):
     assert np.allclose(out["referable_probability"], ref[:, 2:].sum(1), atol=1e-5)
     exp = {k: v.numpy() for k, v in loaded.signatures["explain"](image=tf.constant(images)).items()}
     assert np.abs(exp["probabilities"] - out["probabilities"]).max() <= 1e-5
+    assert exp["grade"].tolist() == out["grade"].tolist()
     heat = exp["heatmap"]
     assert heat.dtype == np.float32 and heat.shape == (6, 3, 3)
     assert heat.min() >= 0.0 and heat.max() <= 1.0
@@ -73,7 +89,17 @@ def test_warmup_round_trip(tmp_path):
 
 def test_model_card_schema():
     config = load_config(CONFIGS / "tiny.yaml")
-    card = build_card(config, 3, [0, 1], [0.5, 1.5, 2.5, 3.5], [2, 2], None, "f" * 64, None, {"tensorflow": tf.__version__})
+    card = build_card(
+        config,
+        3,
+        [0, 1],
+        [0.5, 1.5, 2.5, 3.5],
+        [2, 2],
+        None,
+        "f" * 64,
+        None,
+        {"tensorflow": tf.__version__},
+    )
     validate_card(card)
     json.dumps(card)  # serialisable
     assert card["preprocess"] == config.preprocess_config.to_dict()

@@ -12,9 +12,8 @@ import pytest
 from fundus import PreprocessConfig
 from fundus.synthetic import encode_jpeg, encode_png, synthesize_fundus
 from model.cache import build_cache, cache_dir, is_excluded
-from model.config import DataConfig, SyntheticConfig
+from model.config import DataConfig, SyntheticConfig, load_config
 from model.data import prepare_data
-from model.config import load_config
 from model.sources import make_source, patient_of
 
 PP = PreprocessConfig(size=32)
@@ -46,7 +45,9 @@ def test_aptos_layout(tmp_path):
         (images / f"id{i}.png").write_bytes(encode_png(_photo(i % 5, i)))
         rows.append([f"id{i}", i % 5])
     _write_csv(tmp_path / "train.csv", ["id_code", "diagnosis"], rows)
-    source = make_source(DataConfig(source="aptos", csv=str(tmp_path / "train.csv"), images_dir=str(images)))
+    source = make_source(
+        DataConfig(source="aptos", csv=str(tmp_path / "train.csv"), images_dir=str(images))
+    )
     records = source.records()
     assert [r.grade for r in records] == [0, 1, 2, 3, 4, 0]
     assert all(r.patient == r.id and r.split == "train" for r in records)
@@ -64,13 +65,19 @@ def test_eyepacs_layout_groups_eyes_and_reads_test_split(tmp_path):
     _write_csv(tmp_path / "trainLabels.csv", ["image", "level"], rows[:4])
     _write_csv(tmp_path / "testLabels.csv", ["image", "level"], rows[4:])
     config = DataConfig(
-        source="eyepacs", csv=str(tmp_path / "trainLabels.csv"), images_dir=str(images),
+        source="eyepacs",
+        csv=str(tmp_path / "trainLabels.csv"),
+        images_dir=str(images),
         test_csv=str(tmp_path / "testLabels.csv"),
     )
     records = make_source(config).records()
     assert [(r.id, r.patient, r.split) for r in records] == [
-        ("0_left", "0", "train"), ("0_right", "0", "train"), ("1_left", "1", "train"),
-        ("1_right", "1", "train"), ("2_left", "2", "test"), ("2_right", "2", "test"),
+        ("0_left", "0", "train"),
+        ("0_right", "0", "train"),
+        ("1_left", "1", "train"),
+        ("1_right", "1", "train"),
+        ("2_left", "2", "test"),
+        ("2_right", "2", "test"),
     ]
 
 
@@ -78,11 +85,19 @@ def test_csv_errors(tmp_path):
     (tmp_path / "imgs").mkdir()
     _write_csv(tmp_path / "bad.csv", ["image", "grade"], [["a", 1]])
     with pytest.raises(ValueError, match="missing columns"):
-        make_source(DataConfig(source="eyepacs", csv=str(tmp_path / "bad.csv"), images_dir=str(tmp_path / "imgs"))).records()
+        make_source(
+            DataConfig(
+                source="eyepacs", csv=str(tmp_path / "bad.csv"), images_dir=str(tmp_path / "imgs")
+            )
+        ).records()
     _write_csv(tmp_path / "ok.csv", ["image", "level"], [["missing_left", 1]])
     with pytest.raises(FileNotFoundError):
-        make_source(DataConfig(source="eyepacs", csv=str(tmp_path / "ok.csv"), images_dir=str(tmp_path / "imgs"))).records()
-    with pytest.raises(ValueError, match="data.csv"):
+        make_source(
+            DataConfig(
+                source="eyepacs", csv=str(tmp_path / "ok.csv"), images_dir=str(tmp_path / "imgs")
+            )
+        ).records()
+    with pytest.raises(ValueError, match=r"data\.csv"):
         make_source(DataConfig(source="aptos"))
 
 
@@ -113,7 +128,12 @@ def test_npz_source_official_split(tmp_path):
 
 
 def test_cache_builds_resumes_and_is_keyed_by_config(tmp_path):
-    source = make_source(DataConfig(source="synthetic", synthetic=SyntheticConfig(count=6, test_count=2, width=160, height=120, dark_every=3)))
+    source = make_source(
+        DataConfig(
+            source="synthetic",
+            synthetic=SyntheticConfig(count=6, test_count=2, width=160, height=120, dark_every=3),
+        )
+    )
     records = source.records()
     first = build_cache(source, records, PP, tmp_path, progress=False)
     assert first.images.shape == (8, 32, 32, 3)
@@ -131,7 +151,12 @@ def test_cache_builds_resumes_and_is_keyed_by_config(tmp_path):
 
 
 def test_cache_parallel_matches_serial(tmp_path):
-    source = make_source(DataConfig(source="synthetic", synthetic=SyntheticConfig(count=4, test_count=0, width=160, height=120)))
+    source = make_source(
+        DataConfig(
+            source="synthetic",
+            synthetic=SyntheticConfig(count=4, test_count=0, width=160, height=120),
+        )
+    )
     records = source.records()
     serial = build_cache(source, records, PP, tmp_path / "a", workers=0, progress=False)
     parallel = build_cache(source, records, PP, tmp_path / "b", workers=2, progress=False)
@@ -156,8 +181,13 @@ def test_exclusion_rules():
 def test_prepare_data_lists_ungradable_and_keeps_test(tmp_path):
     config = load_config(
         Path(__file__).resolve().parents[2] / "model" / "configs" / "tiny.yaml",
-        [f"cache.root={tmp_path / 'cache'}", "data.synthetic.count=10", "data.synthetic.test_count=5",
-         "data.synthetic.dark_every=5", "preprocess.size=32"],
+        [
+            f"cache.root={tmp_path / 'cache'}",
+            "data.synthetic.count=10",
+            "data.synthetic.test_count=5",
+            "data.synthetic.dark_every=5",
+            "preprocess.size=32",
+        ],
     )
     data = prepare_data(config, tmp_path, progress=False)
     assert len(data.cv_rows) == 8  # two dark training photos excluded
