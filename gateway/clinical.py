@@ -119,7 +119,7 @@ def patient_referral(left: EyeFinding, right: EyeFinding) -> PatientReferral:
     if worst is not None and worst.referable:
         assert worst.grade is not None
         action = action_for(worst.grade, True)
-        summary = f"Refer: {worst.eye} eye shows {grade_label(worst.grade).lower()}."
+        summary = f"Refer: the {worst.eye} eye shows {grade_label(worst.grade)} (grade {worst.grade})."
         return PatientReferral(action, True, worst.eye, worst.grade, summary)
     if ungradable:
         eyes = " and ".join(ungradable)

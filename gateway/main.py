@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway.api.routes import dicomweb, exams, grade, health, metrics, results
+from gateway.api.routes import dicomweb, exams, grade, health, metrics, results, ui
 from gateway.auth import ApiKeyStore
 from gateway.backends.base import ModelBackend
 from gateway.errors import ApiError
@@ -199,6 +199,7 @@ def create_app(settings: Settings) -> FastAPI:
         metrics.router,
         dicomweb.router,
         results.router,
+        ui.router,
     ):
         app.include_router(router)
     install_error_handlers(app)

@@ -85,7 +85,7 @@ def test_model_still_loading_is_not_ready(
         response = grade(gateway)
         assert response.status_code == 503
         assert response.json()["error"]["code"] == "model_unavailable"
-        assert gateway.wait_ready(timeout_s=60) > 0
+        assert gateway.wait_ready(timeout_s=240) > 0
         assert grade(gateway).status_code == 200
     finally:
         gateway.stop()
