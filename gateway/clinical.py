@@ -119,7 +119,8 @@ def patient_referral(left: EyeFinding, right: EyeFinding) -> PatientReferral:
     if worst is not None and worst.referable:
         assert worst.grade is not None
         action = action_for(worst.grade, True)
-        summary = f"Refer: the {worst.eye} eye shows {grade_label(worst.grade)} (grade {worst.grade})."
+        label = grade_label(worst.grade)
+        summary = f"Refer: the {worst.eye} eye shows {label} (grade {worst.grade})."
         return PatientReferral(action, True, worst.eye, worst.grade, summary)
     if ungradable:
         eyes = " and ".join(ungradable)
