@@ -32,7 +32,7 @@ class TFServingProcess:
         self.args = args
         self.process: subprocess.Popen[str] | None = None
 
-    def start(self, wait_available: bool = True, timeout_s: float = 120.0) -> TFServingProcess:
+    def start(self, wait_available: bool = True, timeout_s: float = 300.0) -> TFServingProcess:
         """Start, learn the port, optionally wait until the model is AVAILABLE."""
         command = [
             sys.executable,
