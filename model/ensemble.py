@@ -19,10 +19,12 @@ def load_run_config(run_dir: Path, overrides: list[str] | None = None) -> Config
     return config
 
 
-def fold_summaries(run_dir: Path, n_splits: int) -> list[dict[str, object]]:
-    """Each fold's DONE summary; raises if a fold is unfinished."""
+def fold_summaries(
+    run_dir: Path, n_splits: int, folds: list[int] | None = None
+) -> list[dict[str, object]]:
+    """Each fold's DONE summary (all folds, or ``folds``); raises if one is unfinished."""
     out = []
-    for k in range(n_splits):
+    for k in folds if folds is not None else range(n_splits):
         done = fold_dir(run_dir, k) / "DONE"
         if not done.exists():
             raise FileNotFoundError(f"fold {k} of {run_dir} is not finished (no {done})")
@@ -31,10 +33,12 @@ def fold_summaries(run_dir: Path, n_splits: int) -> list[dict[str, object]]:
 
 
 def selected_folds(config: Config, run_dir: Path) -> list[int]:
-    """Every fold for an ensemble; otherwise the fold with the best OOF QWK."""
-    summaries = fold_summaries(run_dir, config.folds.n_splits)
+    """Every trained fold for an ensemble (all, or ``folds.only`` when the run trained a
+    subset, e.g. the demo); otherwise the fold with the best OOF QWK."""
+    candidates = sorted(config.folds.only or range(config.folds.n_splits))
+    summaries = fold_summaries(run_dir, config.folds.n_splits, candidates)
     if config.export.ensemble:
-        return list(range(config.folds.n_splits))
+        return candidates
     best = max(summaries, key=lambda s: float(s["oof_qwk_tta"]))  # type: ignore[arg-type]
     return [int(best["fold"])]  # type: ignore[call-overload]
 
