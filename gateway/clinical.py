@@ -19,9 +19,6 @@ DISCLAIMER = (
     "Decision support only, not a diagnosis: a qualified clinician must review the image and "
     "this result before any clinical decision."
 )
-DEMO_WARNING = (
-    "This demo model was trained on low-resolution or synthetic data: NOT for clinical use."
-)
 
 _GRADE_ACTION: dict[int, Action] = {
     0: "rescreen_12_months",

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from fundus.config import PreprocessConfig
 
+DEMO_WARNING = "This model is NOT validated for clinical use."
 GRADE_NAMES = (
     "No DR",
     "Mild non-proliferative DR",
@@ -39,6 +40,14 @@ class ModelCard(BaseModel):
     def preprocess_config(self) -> PreprocessConfig:
         """The PreprocessConfig the model was trained with."""
         return PreprocessConfig.from_dict(self.preprocess)
+
+    @property
+    def clinical_warning(self) -> str | None:
+        """The card's "not for clinical use" note, when the card says so (else None)."""
+        extra = self.model_extra or {}
+        if extra.get("clinical_use") is False:
+            return str(extra.get("clinical_use_note") or DEMO_WARNING)
+        return None
 
     @classmethod
     def parse(cls, text: str | bytes) -> ModelCard:

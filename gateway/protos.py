@@ -63,15 +63,6 @@ def to_tensor_proto(array: NDArray[np.generic]) -> tensor_pb2.TensorProto:
     return tensor_pb2.TensorProto(dtype=dtype, tensor_shape=shape, tensor_content=content.tobytes())
 
 
-def string_tensor_proto(value: bytes) -> tensor_pb2.TensorProto:
-    """Scalar DT_STRING tensor."""
-    return tensor_pb2.TensorProto(
-        dtype=types_pb2.DT_STRING,
-        tensor_shape=tensor_shape_pb2.TensorShapeProto(),
-        string_val=[value],
-    )
-
-
 def from_tensor_proto(proto: tensor_pb2.TensorProto) -> NDArray[np.generic]:
     """TensorProto -> numpy, from ``tensor_content`` or the typed ``*_val`` fields.
 

@@ -50,10 +50,7 @@ def model_info(outcome: GradingOutcome) -> ModelInfo:
 
 def model_warning(outcome: GradingOutcome) -> str | None:
     """A warning carried by the model card (e.g. the demo model is not for clinical use)."""
-    extra = outcome.served.card.model_extra or {}
-    if extra.get("clinical_use") is False:
-        return str(extra.get("clinical_use_note") or clinical.DEMO_WARNING)
-    return None
+    return outcome.served.card.clinical_warning
 
 
 def timings(outcome: GradingOutcome, total_ms: float) -> Timings:

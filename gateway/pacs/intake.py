@@ -210,9 +210,8 @@ def _same_model(row: OutboxRow | None, served: ServedModel) -> bool:
 def _finding(eye: EyeOutcome, served: ServedModel) -> sr.Finding:
     quality = eye.preprocessed.quality
     comments = [clinical.DISCLAIMER]
-    extra = served.card.model_extra or {}
-    if extra.get("clinical_use") is False:
-        comments.append(str(extra.get("clinical_use_note") or clinical.DEMO_WARNING))
+    if served.card.clinical_warning:
+        comments.append(served.card.clinical_warning)
     return sr.Finding(
         model_name=served.name,
         model_version=served.version,

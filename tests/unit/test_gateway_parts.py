@@ -146,3 +146,12 @@ def test_limiter_queues_then_refuses() -> None:
     assert outcomes[0] == "a ran"
     assert "c overloaded 1" in outcomes
     assert "b ran" in outcomes
+
+
+def test_clinical_warning_comes_from_the_card() -> None:
+    assert CARD.clinical_warning is None
+    demo = ModelCard.parse(
+        '{"name": "x", "input_size": 64, "preprocess": {"size": 64}, "clinical_use": false, '
+        '"clinical_use_note": "demo only"}'
+    )
+    assert demo.clinical_warning == "demo only"
