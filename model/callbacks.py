@@ -39,12 +39,17 @@ class QWKCheckpoint(keras.callbacks.Callback):  # type: ignore[misc]
         min_epochs: int,
         batch_size: int,
         budget: tuple[float, float, int] | None = None,
+        pause: tuple[float, int] | None = None,
     ) -> None:
         super().__init__()
         # (run start on time.monotonic, run time limit s, folds left): the fold's deadline is set
         # after its first epoch, so one-off compilation never eats a single fold's share.
         self.budget = budget
         self.deadline: float | None = None
+        # (monotonic time after which to pause, backup period in epochs): pause only at an
+        # epoch whose backup BackupAndRestore has written, so a resumed fold loses nothing.
+        self.pause = pause
+        self.paused = False
         self.core = core
         self.images, self.rows, self.grades = images, rows, grades
         self.best_path, self.state_path = best_path, state_path
@@ -87,3 +92,8 @@ class QWKCheckpoint(keras.callbacks.Callback):  # type: ignore[misc]
             self.state["stopped_by_time_limit"] = epoch + 1
             self.state_path.write_text(json.dumps(self.state))
             self.model.stop_training = True
+        elif self.pause is not None and not self.model.stop_training:
+            pause_at, backup_every = self.pause
+            if now > pause_at and (epoch + 1) % max(1, backup_every) == 0:
+                self.paused = True
+                self.model.stop_training = True

@@ -141,6 +141,9 @@ class TrainConfig:
     time_limit_s: float | None = None
     """Wall-clock budget for all folds of this invocation (data preparation included); each
     fold gets an equal share of what is left and stops early (best checkpoint kept) when over."""
+    pause_after_s: float | None = None
+    """Lease-bound machines: after this many seconds of this invocation, pause at the next epoch
+    end that has a backup (fold NOT finished, backup kept); the same command resumes it."""
     run_eagerly: bool = False
     """Eager steps: slower per step but skips the ~100 s TF graph trace of B3 (tiny CI runs)."""
 

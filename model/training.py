@@ -18,6 +18,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import shutil
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -180,6 +181,9 @@ class CVTrainer:
             t.min_epochs,
             cfg.eval.batch_size,
             budget,
+            pause=(self.started + t.pause_after_s, t.backup_every)
+            if t.pause_after_s is not None
+            else None,
         )
         finished = qwk.state["epochs_done"] >= t.epochs or (
             qwk.state["wait"] >= t.patience and qwk.state["epochs_done"] >= t.min_epochs
@@ -200,10 +204,15 @@ class CVTrainer:
                 keras.callbacks.BackupAndRestore(
                     str(directory / "backup"),
                     save_freq="epoch" if t.backup_every <= 1 else t.backup_every * self.steps,
+                    delete_checkpoint=False,  # deleted below once the fold is finished
                 ),
             ]
             log.info("fold %d: %d train / %d val images", k, len(train_rows), len(val_rows))
             self.train_model.fit(batches, epochs=t.epochs, callbacks=callbacks, verbose=t.verbose)
+            if qwk.paused:
+                log.info("fold %d paused after epoch %d", k, qwk.state["epochs_done"])
+                return {"fold": k, "paused_after_epoch": int(qwk.state["epochs_done"])}
+        shutil.rmtree(directory / "backup", ignore_errors=True)
         train_seconds = time.perf_counter() - started
         load_fold_weights(self.core, directory)
         if t.float16_checkpoint:
@@ -320,7 +329,8 @@ def run_training(config: Config, progress: bool = True) -> Path:
     if todo:
         trainer = CVTrainer(config, data, run_dir, folds, todo, started_monotonic)
         for i, k in enumerate(todo):
-            trainer.train_fold(k, remaining=len(todo) - i)
+            if trainer.train_fold(k, remaining=len(todo) - i).get("paused_after_epoch"):
+                break  # the lease is nearly over: leave the remaining folds for the resume
     complete = all((fold_dir(run_dir, k) / "DONE").exists() for k in range(config.folds.n_splits))
     summary: dict[str, Any] = {
         "backend": keras.backend.backend(),
