@@ -40,6 +40,7 @@ class QWKCheckpoint(keras.callbacks.Callback):  # type: ignore[misc]
         batch_size: int,
         budget: tuple[float, float, int] | None = None,
         pause: tuple[float, int] | None = None,
+        keep: str = "best_qwk",
     ) -> None:
         super().__init__()
         # (run start on time.monotonic, run time limit s, folds left): the fold's deadline is set
@@ -50,6 +51,7 @@ class QWKCheckpoint(keras.callbacks.Callback):  # type: ignore[misc]
         # epoch whose backup BackupAndRestore has written, so a resumed fold loses nothing.
         self.pause = pause
         self.paused = False
+        self.keep = keep
         self.core = core
         self.images, self.rows, self.grades = images, rows, grades
         self.best_path, self.state_path = best_path, state_path
@@ -77,7 +79,8 @@ class QWKCheckpoint(keras.callbacks.Callback):  # type: ignore[misc]
         logs["lr"] = float(keras.ops.convert_to_numpy(optimizer.learning_rate))
         if logs["val_qwk"] > self.state["best_qwk"]:
             self.state.update(best_qwk=logs["val_qwk"], best_epoch=epoch, wait=0)
-            self.core.save_weights(self.best_path)
+            if self.keep == "best_qwk":
+                self.core.save_weights(self.best_path)
         else:
             self.state["wait"] += 1
         self.state["epochs_done"] = epoch + 1
@@ -97,3 +100,8 @@ class QWKCheckpoint(keras.callbacks.Callback):  # type: ignore[misc]
             if now > pause_at and (epoch + 1) % max(1, backup_every) == 0:
                 self.paused = True
                 self.model.stop_training = True
+        last = epoch + 1 >= self.params.get("epochs", epoch + 1)
+        if self.keep == "last" and not self.paused and (last or self.model.stop_training):
+            self.core.save_weights(self.best_path)
+            self.state["kept_epoch"] = epoch
+            self.state_path.write_text(json.dumps(self.state))

@@ -128,6 +128,9 @@ class TrainConfig:
     """Early stopping: epochs without a better validation QWK."""
     min_epochs: int = 0
     """Never stop before this many epochs."""
+    keep: Literal["best_qwk", "last"] = "best_qwk"
+    """Fold checkpoint: the epoch with the best validation QWK, or the last epoch (small noisy
+    validation folds: the best-QWK epoch can be an early, undertrained one)."""
     steps_per_epoch: int | None = None
     """Cap on steps per epoch (smoke runs); None = one pass over the fold's training images."""
     verbose: int = 2

@@ -184,6 +184,7 @@ class CVTrainer:
             pause=(self.started + t.pause_after_s, t.backup_every)
             if t.pause_after_s is not None
             else None,
+            keep=t.keep,
         )
         finished = qwk.state["epochs_done"] >= t.epochs or (
             qwk.state["wait"] >= t.patience and qwk.state["epochs_done"] >= t.min_epochs
@@ -233,6 +234,8 @@ class CVTrainer:
         summary = {
             "fold": k,
             "best_epoch": int(qwk.state["best_epoch"]) + 1,
+            "kept": t.keep,
+            "kept_epoch": int(qwk.state.get("kept_epoch", qwk.state["best_epoch"])) + 1,
             "epochs_done": int(qwk.state["epochs_done"]),
             "best_val_qwk_during_training": float(qwk.state["best_qwk"]),
             "stopped_by_time_limit": qwk.state.get("stopped_by_time_limit"),
