@@ -16,8 +16,6 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.integration.conftest import lean_protos, model_root  # noqa: F401
-
 REPO_ROOT = Path(__file__).resolve().parents[2]
 OVERLAYS = ("local", "eks", "eks-gpu")
 VENV_BIN = Path(sys.executable).parent

@@ -1,3 +1,1 @@
-"""End-to-end fixtures: the tiny model and API keys of the integration tests."""
-
-from tests.integration.conftest import keys_file, lean_protos, model_root  # noqa: F401
+"""End-to-end fixtures: the tiny model, lean protos and API keys come from tests/conftest.py."""

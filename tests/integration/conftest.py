@@ -1,5 +1,5 @@
-"""Integration fixtures: a tiny model exported by model/, the TF Serving stand-in serving it,
-and the gateway (lean: no TF runtime) in front, all real processes on 127.0.0.1."""
+"""Integration fixtures: the TF Serving stand-in serving the tiny model (tests/conftest.py) and
+the gateway (lean: no TF runtime) in front, all real processes on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -9,35 +9,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gateway.auth import hash_key
-from gateway.lean_protos import build as build_lean_protos
+from tests.conftest import API_KEY, PACS_ONLY_KEY
 from tests.support.processes import GatewayProcess, TFServingProcess
-from tests.support.tiny_model import tiny_export
 
-API_KEY = "integration-test-key"
-PACS_ONLY_KEY = "pacs-only-key"
-
-
-@pytest.fixture(scope="session")
-def lean_protos(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """TF Serving's generated modules without the TF runtime (as in the gateway image)."""
-    out = tmp_path_factory.mktemp("lean") / "protos"
-    build_lean_protos(out)
-    return out
-
-
-@pytest.fixture(scope="session")
-def model_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """``<root>/dr_grader/1``: the tiny config trained and exported by model/."""
-    return tiny_export(tmp_path_factory.mktemp("export"))
-
-
-@pytest.fixture(scope="session")
-def keys_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Two clients: one allowed to grade, one PACS-only."""
-    path = tmp_path_factory.mktemp("keys") / "keys.txt"
-    path.write_text(f"tester {hash_key(API_KEY)} grade\npacs {hash_key(PACS_ONLY_KEY)} pacs\n")
-    return path
+__all__ = ["API_KEY", "PACS_ONLY_KEY", "start_gateway"]
 
 
 @pytest.fixture(scope="module")
