@@ -1,6 +1,7 @@
 """End to end on the tiny config: train (2 folds) -> evaluate -> export -> reload and check.
 
-One slow test (a few minutes on 2 CPU cores); it proves the contracts the gateway relies on:
+The run is the session's tiny model (tests/conftest.py ``model_root``, built by
+``python -m model.pipeline``, a few minutes on 2 CPU cores, shared with the gateway tests). It proves the contracts the gateway relies on:
 signatures, dtypes and shapes, SavedModel == Keras fold ensemble within 1e-4 on real
 preprocessed photos, warmup records parse as PredictionLog, model card, and resumable runs.
 """
@@ -21,7 +22,7 @@ TINY = Path(__file__).resolve().parents[2] / "model" / "configs" / "tiny.yaml"
 
 
 @pytest.mark.slow
-def test_tiny_pipeline_end_to_end(tmp_path):
+def test_tiny_pipeline_end_to_end(model_root):
     import tensorflow as tf
 
     import fundus
@@ -30,17 +31,12 @@ def test_tiny_pipeline_end_to_end(tmp_path):
     from model.card import validate_card
     from model.config import load_config
     from model.ensemble import load_fold_models
-    from model.pipeline import build_model_export
     from model.training import run_training
     from model.warmup import read_warmup
+    from tests.support.tiny_model import tiny_run_dir
 
-    run = tmp_path / "run"
-    overrides = [
-        f"run_dir={run}",
-        f"cache.root={tmp_path / 'cache'}",
-        f"export.root={tmp_path / 'export'}",
-    ]
-    result = build_model_export(TINY, overrides)
+    run = tiny_run_dir(model_root)
+    overrides = [f"run_dir={run}", f"cache.root={run.parent / 'cache'}"]
 
     # The run directory holds everything a run must write.
     for name in (
@@ -83,11 +79,12 @@ def test_tiny_pipeline_end_to_end(tmp_path):
     )
 
     # Export layout and the exporter's own verification.
-    path = result.path
-    assert path == tmp_path / "export" / "dr_grader" / "1"
+    path = model_root / "dr_grader" / "1"
     assert (path / "saved_model.pb").is_file()
-    assert result.verification is not None
-    assert result.verification["max_abs_diff_probabilities"] <= 1e-4
+    verification = json.loads((run / "export_verification.json").read_text())
+    assert verification["path"] == str(path)
+    assert verification["max_abs_diff_probabilities"] <= 1e-4
+    assert set(verification["signatures"]) == {"serving_default", "explain", "model_card"}
     card = json.loads((path / "assets.extra" / "model_card.json").read_text())
     validate_card(card)
     config = load_config(run / "config.yaml")

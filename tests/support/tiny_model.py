@@ -1,9 +1,10 @@
 """Build the tiny model with model/ (train on synthetic photographs, export) for the tests.
 
-The integration, deploy and e2e tests serve this SavedModel; it is trained and exported by the
-real ``model.train`` and ``model.export`` commands with ``model/configs/tiny.yaml`` (synthetic
-images, EfficientNet-B3 at 64 px, 2 folds, 1 epoch): a few minutes on 2 CPU cores, once per
-test session.
+The integration, deploy, e2e and reliability tests serve this SavedModel; it is trained,
+evaluated, exported and verified by the real ``model.pipeline`` command with
+``model/configs/tiny.yaml`` (synthetic images, EfficientNet-B3 at 64 px, 2 folds, 1 epoch): a
+few minutes on 2 CPU cores, once per test session (tests/conftest.py ``model_root``). The
+pipeline test checks the run directory it leaves (``tiny_run_dir``).
 """
 
 from __future__ import annotations
@@ -34,24 +35,29 @@ def _run(arguments: list[str], log: Path) -> None:
         )
 
 
+def tiny_run_dir(root: Path) -> Path:
+    """The training run directory ``tiny_export(root)`` leaves beside ``root``."""
+    return root.parent / f"{root.name}-work" / "run"
+
+
 def tiny_export(root: Path) -> Path:
-    """Train and export the tiny config; return ``root`` holding ``dr_grader/1``."""
-    work = root.parent / f"{root.name}-work"
+    """Train, evaluate and export the tiny config; return ``root`` holding ``dr_grader/1``."""
+    run_dir = tiny_run_dir(root)
+    work = run_dir.parent
     work.mkdir(parents=True, exist_ok=True)
     log = work / "build.log"
-    run_dir = work / "run"
     _run(
         [
-            "model.train",
+            "model.pipeline",
             "--config",
             str(TINY_CONFIG),
-            "--no-progress",
             f"run_dir={run_dir}",
             f"cache.root={work / 'cache'}",
+            f"export.root={root}",
+            "export.version=1",
         ],
         log,
     )
-    _run(["model.export", "--run", str(run_dir), f"export.root={root}", "export.version=1"], log)
     if not (root / "dr_grader" / "1" / "saved_model.pb").is_file():
         raise RuntimeError(f"the export did not produce {root}/dr_grader/1; see {log}")
     return root
