@@ -18,32 +18,15 @@ import statistics
 import time
 from collections.abc import Callable
 from functools import partial
-from pathlib import Path
 
 import cv2
 import numpy as np
 
+from bench.inputs import full_resolution_jpegs
 from fundus.config import PreprocessConfig
 from fundus.decode import decode_image
 from fundus.pipeline import load_and_preprocess, preprocess_image
 from fundus.types import Preprocessed
-
-SHARED_SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "data" / "eyepacs-sample"
-
-
-def load_inputs() -> tuple[str, list[tuple[str, bytes]]]:
-    """Real full-resolution JPEGs when available, else synthetic ones of the same sizes."""
-    files = sorted(SHARED_SAMPLES.glob("*.jpeg"))
-    if files:
-        return "EyePACS samples (../shared)", [(p.name, p.read_bytes()) for p in files]
-    from fundus.synthetic import encode_jpeg, synthesize_fundus
-
-    sizes = [(4752, 3168), (2592, 1944), (4928, 3264), (3888, 2592)]
-    inputs = [
-        (f"synthetic_{w}x{h}.jpg", encode_jpeg(synthesize_fundus(i % 5, width=w, height=h, seed=i)))
-        for i, (w, h) in enumerate(sizes)
-    ]
-    return "synthetic photographs (../shared absent)", inputs
 
 
 def naive_pillow(data: bytes, config: PreprocessConfig) -> Preprocessed:
@@ -74,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=512)
     args = parser.parse_args(argv)
     config = PreprocessConfig(size=args.size)
-    source, inputs = load_inputs()
+    source, inputs = full_resolution_jpegs()
     print(f"inputs: {source}; output {args.size}px; {args.repeats} repeats, interleaved")
     print(
         f"{'image':24} {'source':>10} {'scale':>5} {'fast':>6} {'Pillow':>7} {'OpenCV':>7} "
