@@ -20,6 +20,11 @@ from fundus.errors import CorruptImage, FundusError, ImageTooLarge, ImageTooSmal
 from fundus.types import ImageFormat, ImageInfo, RGBImage
 
 REDUCED_SCALES = (8, 4, 2)
+SQUARE_PIXELS_FACTOR = 4
+"""Preprocessing pads the image (its disc, or all of it when no disc is found) to a square of
+its long side; that square may hold at most this many times ``max_pixels``. A fundus photograph
+is 4:3 or 3:2 (its square is under 2.25 times its pixels); a 320x65535 file, within the pixel
+limit, would otherwise pad to 4.3 G pixels (12.9 GB)."""
 
 
 def check_dimensions(width: int, height: int, limits: DecodeLimits, frames: int = 1) -> None:
@@ -29,6 +34,11 @@ def check_dimensions(width: int, height: int, limits: DecodeLimits, frames: int 
     if width * height * max(frames, 1) > limits.max_pixels:
         raise ImageTooLarge(
             f"image of {width}x{height} pixels exceeds the limit of {limits.max_pixels} pixels"
+        )
+    if max(width, height) ** 2 > SQUARE_PIXELS_FACTOR * limits.max_pixels:
+        raise ImageTooLarge(
+            f"image of {width}x{height} pixels is too elongated: padded to a square it would "
+            f"exceed {SQUARE_PIXELS_FACTOR} x {limits.max_pixels} pixels"
         )
     if min(width, height) < limits.min_side:
         raise ImageTooSmall(
@@ -124,10 +134,24 @@ def _png_header(data: bytes) -> tuple[int, int, int]:
     return width, height, data[24]
 
 
+def _check_png_chunks(data: bytes) -> None:
+    """Every chunk must end inside the data. OpenCV allocates a chunk's declared length before
+    reading it: a 100 kB file whose IDAT declares 2 GB would cost 2 GB of memory per decode."""
+    position = 8
+    while position + 8 <= len(data):
+        end = position + 12 + int.from_bytes(data[position : position + 4], "big")
+        if end > len(data):
+            raise CorruptImage("a PNG chunk runs past the end of the file")
+        if data[position + 4 : position + 8] == b"IEND":
+            return
+        position = end
+
+
 def decode_png(data: bytes, limits: DecodeLimits) -> tuple[RGBImage, ImageInfo]:
     """Decode an 8- or 16-bit PNG (gray, RGB, palette, with or without alpha) to RGB."""
     width, height, bit_depth = _png_header(data)
     check_dimensions(width, height, limits)
+    _check_png_chunks(data)
     decoded = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
     if decoded is None:
         raise CorruptImage("PNG data cannot be decoded")

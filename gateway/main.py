@@ -6,7 +6,7 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
@@ -137,10 +137,14 @@ class RequestContextMiddleware:
             request_id_var.reset(token)
 
 
-def _error_response(request: Request, error: ApiError) -> JSONResponse:
+def _error_response(
+    request: Request, error: ApiError, headers: Mapping[str, str] | None = None
+) -> JSONResponse:
     request.state.error_code = error.code
-    headers = {"Retry-After": str(error.retry_after_s)} if error.retry_after_s else None
-    return JSONResponse(error.body(), status_code=error.status, headers=headers)
+    sent = dict(headers or {})
+    if error.retry_after_s:
+        sent["Retry-After"] = str(error.retry_after_s)
+    return JSONResponse(error.body(), status_code=error.status, headers=sent or None)
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -163,12 +167,16 @@ def install_error_handlers(app: FastAPI) -> None:
         code = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code)
         if code is None:
             code = "malformed_request" if error.status_code < 500 else "internal_error"
-        return _error_response(request, ApiError(code, str(error.detail)))
+        # Keep Starlette's headers: a 405 must name the allowed methods (Allow, RFC 9110).
+        return _error_response(request, ApiError(code, str(error.detail)), error.headers)
 
     @app.exception_handler(Exception)
     async def on_unexpected(request: Request, error: Exception) -> JSONResponse:
         logger.error("unexpected error", exc_info=error, extra={"error_code": "internal_error"})
-        return _error_response(request, ApiError("internal_error", "unexpected gateway error"))
+        # Starlette re-raises after this response and uvicorn then drops the connection: say so,
+        # or a keep-alive client sends its next request into the closing socket.
+        error_response = ApiError("internal_error", "unexpected gateway error")
+        return _error_response(request, error_response, {"Connection": "close"})
 
 
 def create_app(settings: Settings) -> FastAPI:

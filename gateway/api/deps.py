@@ -81,7 +81,9 @@ PacsClientDep = Annotated[ApiClient | None, Depends(require_pacs_scope)]
 def model_selector(
     settings: SettingsDep,
     version: Annotated[
-        int | None, Query(ge=1, description="Model version to use (default: configured/latest)")
+        int | None,
+        # TF Serving versions are int64: a larger number must be a 422, not a protobuf error.
+        Query(ge=1, le=2**63 - 1, description="Model version to use (default: configured/latest)"),
     ] = None,
     label: Annotated[
         str | None,

@@ -14,7 +14,7 @@ from typing import Any
 
 from pydicom.dataset import Dataset
 
-from gateway.errors import ApiError
+from gateway.errors import ERRORS, ApiError
 
 DICOM_MEDIA_TYPE = "application/dicom"
 DICOM_JSON_MEDIA_TYPE = "application/dicom+json"
@@ -47,7 +47,7 @@ FAILURE_REASONS: dict[str, int] = {
 """Gateway error code -> STOW-RS Failure Reason; anything else is a processing failure."""
 
 TRANSIENT_REASONS = frozenset({OUT_OF_RESOURCES, PROCESSING_FAILURE})
-"""Reasons a sender should retry later (the whole request is answered 503 when all are)."""
+"""Reasons a sender should retry later (how the delivery client reads a PACS's answer)."""
 
 PRIVATE_GROUP = 0x0009
 PRIVATE_CREATOR = "DRG GATEWAY 1"
@@ -156,9 +156,17 @@ def response_status(results: list[InstanceResult]) -> int:
         return 200
     if stored:
         return 202
-    if all(result.failure_reason in TRANSIENT_REASONS for result in results):
+    if all(_retry_later(result) for result in results):
         return 503
     return 409
+
+
+def _retry_later(result: InstanceResult) -> bool:
+    """The gateway's own error code decides, as on the REST side: 5xx is worth a retry, 4xx
+    never (an instance over the pixel limit is Out of Resources, but it stays too large)."""
+    if result.error_code in ERRORS:
+        return ERRORS[result.error_code].status >= 500
+    return result.failure_reason in TRANSIENT_REASONS
 
 
 def response_dataset(results: list[InstanceResult]) -> dict[str, Any]:

@@ -1,0 +1,36 @@
+"""Schemathesis against the running gateway's /openapi.json (bench/openapi_fuzz.py): no server
+error, statuses, content types, headers and bodies as documented, schema-invalid input refused,
+undeclared methods answered 405 with ``Allow``. Seeded; the larger run is
+``python -m bench.openapi_fuzz --max-examples 1000``. One documented answer is let through by
+the ``no_server_error`` check: 503 ``model_unavailable`` for ``?version=N`` naming a version the
+model server does not serve (tests/integration/test_gateway_api.py asserts it; see
+bench/openapi_fuzz.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bench.malformed import Stack
+from bench.openapi_fuzz import run
+
+MAX_EXAMPLES = 100
+SEED = 1
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_schemathesis_finds_no_server_error_and_no_undocumented_answer(
+    stack: Stack, tmp_path: Path
+) -> None:
+    code, output, _ = run(
+        stack.gateway.url,
+        stack.keys.both,
+        tmp_path,
+        max_examples=MAX_EXAMPLES,
+        seed=SEED,
+        capture=True,
+    )
+    assert code == 0, output[-6000:]
+    assert " passed" in output and "Tested: 7" in output, output[-3000:]
