@@ -73,6 +73,11 @@ class TFServingBackend:
                 # Spread calls over every address of a headless Service (dns:///host:port).
                 ("grpc.lb_policy_name", "round_robin"),
                 ("grpc.enable_retries", 0),  # retries are ours: UNAVAILABLE only, in deadline
+                # Reconnect to a restarted model server within about a second. gRPC's default
+                # backoff grows to 120 s and TF Serving listens only once its models are loaded:
+                # without this, after a 75 s outage the gateway still answered 503 10 s after
+                # the model server was back (RELIABILITY.md, model server killed under load).
+                ("grpc.max_reconnect_backoff_ms", 1000),
             ],
         )
         self._predict_stub = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
