@@ -15,6 +15,7 @@ from typing import IO
 
 import httpx
 
+from bench.gateway_stack import memory_kib
 from gateway.auth import hash_key
 from gateway.lean_protos import build as build_lean_protos
 from tests.support.processes import REPO_ROOT, GatewayProcess, TFServingProcess, free_port
@@ -27,8 +28,7 @@ SLOW_MODEL_TIMEOUT_S = "300"
 
 def rss_mib(pid: int) -> float:
     """Resident set size of a process (VmRSS), MiB."""
-    status = Path(f"/proc/{pid}/status").read_text().splitlines()
-    return next(int(line.split()[1]) for line in status if line.startswith("VmRSS")) / 1024
+    return memory_kib(pid)["VmRSS"] / 1024
 
 
 @dataclass(frozen=True)
