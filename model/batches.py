@@ -17,7 +17,8 @@ from model.network import NUM_CLASSES, tta_views
 
 
 class TrainBatches(keras.utils.PyDataset):  # type: ignore[misc]
-    """(pixels float32 [B,S,S,3] in [0,255], one-hot [B,5], sample weight [B]) batches."""
+    """(pixels float32 [B,S,S,3] in [0,255], one-hot [B,5], sample weight [B]) batches;
+    with ``mixup`` > 0 the images, labels and weights are blended pairs (soft labels)."""
 
     def __init__(
         self,
@@ -28,6 +29,7 @@ class TrainBatches(keras.utils.PyDataset):  # type: ignore[misc]
         batch_size: int,
         seed: int,
         steps: int | None = None,
+        mixup: float = 0.0,
     ) -> None:
         super().__init__()
         if len(rows) == 0:
@@ -38,6 +40,9 @@ class TrainBatches(keras.utils.PyDataset):  # type: ignore[misc]
         self.weights = np.asarray(weights, np.float32)
         self.batch_size = min(batch_size, len(rows))
         self.steps = steps
+        self.mixup = mixup
+        self.seed = seed
+        self.epoch = 0
         self.rng = np.random.default_rng(seed)
         self.order = self.rng.permutation(len(self.rows))
 
@@ -54,9 +59,31 @@ class TrainBatches(keras.utils.PyDataset):  # type: ignore[misc]
         x = np.asarray(self.images[rows[order]], np.float32)
         grades = self.grades[pick][order]
         y = np.eye(NUM_CLASSES, dtype=np.float32)[grades]
-        return x, y, self.weights[grades]
+        w = self.weights[grades]
+        if self.mixup > 0:
+            x, y, w = self._mix(x, y, w, index)
+        return x, y, w
+
+    def _mix(
+        self,
+        x: NDArray[np.float32],
+        y: NDArray[np.float32],
+        w: NDArray[np.float32],
+        index: int,
+    ) -> tuple[NDArray[np.float32], NDArray[np.float32], NDArray[np.float32]]:
+        """Blend each image with a random partner of the batch (seeded by epoch and index)."""
+        rng = np.random.default_rng((self.seed, self.epoch, index))
+        partner = rng.permutation(len(x))
+        lam = rng.beta(self.mixup, self.mixup, len(x)).astype(np.float32)
+        lam = np.maximum(lam, 1.0 - lam)  # the image keeps the larger share
+        return (
+            lam[:, None, None, None] * x + (1.0 - lam[:, None, None, None]) * x[partner],
+            lam[:, None] * y + (1.0 - lam[:, None]) * y[partner],
+            lam * w + (1.0 - lam) * w[partner],
+        )
 
     def on_epoch_end(self) -> None:
+        self.epoch += 1
         self.order = self.rng.permutation(len(self.rows))
 
 

@@ -111,6 +111,9 @@ class AugmentConfig:
     zoom: float = 0.1
     brightness: float = 0.2
     contrast: float = 0.2
+    mixup: float = 0.0
+    """Mixup (Zhang et al. 2018): each training image is blended with another of its batch,
+    lambda ~ Beta(mixup, mixup) per image; labels and sample weights are blended alike. 0 = off."""
 
 
 @dataclass
@@ -131,6 +134,9 @@ class TrainConfig:
     keep: Literal["best_qwk", "last"] = "best_qwk"
     """Fold checkpoint: the epoch with the best validation QWK, or the last epoch (small noisy
     validation folds: the best-QWK epoch can be an early, undertrained one)."""
+    ema_momentum: float | None = None
+    """Keep an exponential moving average of the weights (per step); the fold keeps the averaged
+    weights at the end of training. Needs ``keep: last`` (validation scores the raw weights)."""
     steps_per_epoch: int | None = None
     """Cap on steps per epoch (smoke runs); None = one pass over the fold's training images."""
     verbose: int = 2
@@ -326,7 +332,22 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
     raw = apply_overrides(raw, overrides or [])
     config = from_dict(Config, raw)
     config.preprocess_config  # noqa: B018 - validates the preprocess block early
+    check_consistency(config)
     return config
+
+
+def check_consistency(config: Config) -> None:
+    """Reject settings that are valid one by one but not together."""
+    t = config.train
+    if t.ema_momentum is not None:
+        if not 0.0 < t.ema_momentum < 1.0:
+            raise ValueError(f"train.ema_momentum must be in (0, 1), got {t.ema_momentum}")
+        if t.keep != "last":
+            raise ValueError(
+                "train.ema_momentum needs train.keep=last (validation is on raw weights)"
+            )
+    if config.augment.mixup < 0:
+        raise ValueError(f"augment.mixup must be >= 0, got {config.augment.mixup}")
 
 
 def save_config(config: Config, path: str | Path) -> None:

@@ -190,12 +190,18 @@ def warmup_cosine(lr: float, total_steps: int, warmup_steps: int, min_ratio: flo
 def make_optimizer(
     config: Config, total_steps: int, steps_per_epoch: int
 ) -> keras.optimizers.Optimizer:
-    """AdamW with warmup + cosine decay; no weight decay on biases and normalisation params."""
+    """AdamW with warmup + cosine decay; no weight decay on biases and normalisation params;
+    optionally a moving average of the weights (Keras swaps it in when ``fit`` ends)."""
     t = config.train
     schedule = warmup_cosine(
         t.lr, total_steps, math.ceil(t.warmup_epochs * steps_per_epoch), t.min_lr_ratio
     )
-    optimizer = keras.optimizers.AdamW(learning_rate=schedule, weight_decay=t.weight_decay)
+    optimizer = keras.optimizers.AdamW(
+        learning_rate=schedule,
+        weight_decay=t.weight_decay,
+        use_ema=t.ema_momentum is not None,
+        ema_momentum=t.ema_momentum or 0.99,
+    )
     optimizer.exclude_from_weight_decay(
         var_names=["bias", "gamma", "beta", "first_bias", "bias_gaps"]
     )

@@ -198,6 +198,7 @@ class CVTrainer:
                 self.batch_size,
                 seed=cfg.seed * 1000 + k + int(qwk.state["epochs_done"]),
                 steps=self.steps,
+                mixup=cfg.augment.mixup,
             )
             callbacks = [
                 qwk,  # first: adds val_* to the logs the CSV logger writes
@@ -213,6 +214,9 @@ class CVTrainer:
             if qwk.paused:
                 log.info("fold %d paused after epoch %d", k, qwk.state["epochs_done"])
                 return {"fold": k, "paused_after_epoch": int(qwk.state["epochs_done"])}
+            if t.ema_momentum is not None:
+                # fit() has swapped the moving average into the weights: that is the fold's model.
+                self.core.save_weights(directory / BEST_WEIGHTS)
         shutil.rmtree(directory / "backup", ignore_errors=True)
         train_seconds = time.perf_counter() - started
         load_fold_weights(self.core, directory)
