@@ -21,9 +21,10 @@ from pathlib import Path
 import grpc
 import httpx
 
+from bench.gateway_stack import AUTH, rss_mib, running_stack
 from bench.inputs import preprocessed_images
 from bench.load import measure_load
-from bench.processes import AUTH, GatewaySetup, gateway_stack, rss_mib
+from bench.processes import PERF_FIELDS
 from fundus.synthetic import encode_png
 
 
@@ -38,8 +39,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from gateway.protos import to_tensor_proto
 
-    setup = GatewaySetup.create(Path(tempfile.mkdtemp(prefix="bench-gateway-")))
-    with gateway_stack(args.model_root, setup) as stack:
+    workdir = Path(tempfile.mkdtemp(prefix="bench-gateway-"))
+    with running_stack(args.model_root, workdir, **PERF_FIELDS) as stack:
         server, gateway = stack.server, stack.gateway
         ready = httpx.get(gateway.url + "/readyz").json()
         size = int(ready["input_size"])

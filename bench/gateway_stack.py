@@ -1,15 +1,20 @@
-"""The system under test of the reliability benches: the TF Serving stand-in serving a SavedModel
-and the lean gateway (tfserving mode, no TF runtime) in front of it, real processes on 127.0.0.1.
+"""The system every gateway bench measures: the TF Serving stand-in serving a SavedModel and the
+lean gateway (tfserving mode, no TF runtime) in front of it, real processes on 127.0.0.1.
 
-Shared by ``bench.soak``, ``bench.faults`` and tests/reliability so that the benches and the CI
-tests start, measure and stop the same system the same way.
+The one place that starts them, shared by the performance benches (``bench.gateway``,
+``bench.serving``), the reliability benches (``bench.soak``, ``bench.faults``,
+``bench.malformed``) and tests/reliability, so all of them start, measure and stop the same
+system the same way.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -20,7 +25,8 @@ from gateway.lean_protos import build as build_lean_protos
 from gateway.settings import Settings
 from tests.support.processes import GatewayProcess, TFServingProcess, free_port
 
-API_KEY = "reliability-bench-key"
+API_KEY = "bench-key"
+AUTH = {"Authorization": f"Bearer {API_KEY}"}
 _METRIC_LINE = re.compile(r"^(?P<name>[a-z_]+)(?:\{(?P<labels>[^}]*)\})? (?P<value>\S+)$")
 
 
@@ -29,18 +35,73 @@ def fundus_jpeg(seed: int = 41) -> bytes:
     return encode_jpeg(synthesize_fundus(2, width=1200, height=900, seed=seed))
 
 
+@dataclass(frozen=True)
+class GatewaySetup:
+    """What a gateway needs besides its settings: lean protos and an API key file."""
+
+    workdir: Path
+    lean_protos: Path
+    keys_file: Path
+
+    @classmethod
+    def create(
+        cls, workdir: Path, lean_protos: Path | None = None, keys_file: Path | None = None
+    ) -> GatewaySetup:
+        """Under ``workdir``: build the lean protos unless given, write a key file holding
+        ``API_KEY`` (grade scope) unless one is given."""
+        workdir.mkdir(parents=True, exist_ok=True)
+        if lean_protos is None:
+            lean_protos = workdir / "lean-protos"
+            build_lean_protos(lean_protos)
+        if keys_file is None:
+            keys_file = workdir / "keys.txt"
+            keys_file.write_text(f"bench {hash_key(API_KEY)} grade\n")
+        return cls(workdir, lean_protos, keys_file)
+
+    def settings(self, **fields: str) -> dict[str, str]:
+        """DRG_* environment: the key file plus Settings ``fields`` (production defaults
+        otherwise), e.g. ``backend="tfserving", backend_timeout_s="2"``."""
+        return {
+            "DRG_API_KEYS_FILE": str(self.keys_file),
+            **{f"DRG_{name.upper()}": value for name, value in fields.items()},
+        }
+
+    def tfserving_gateway(
+        self, target: str, log_name: str = "gateway.log", **fields: str
+    ) -> GatewayProcess:
+        """A started (live, not yet ready) lean gateway in front of the gRPC ``target``."""
+        settings = self.settings(backend="tfserving", tfserving_target=target, **fields)
+        return GatewayProcess(settings, self.lean_protos, self.workdir / log_name).start()
+
+    def local_gateway(
+        self, model_root: Path, log_name: str = "local.log", **fields: str
+    ) -> GatewayProcess:
+        """A started gateway with the in-process backend (it loads TF and the SavedModel before
+        it answers /livez); the lean protos must not shadow the real TF here."""
+        settings = self.settings(backend="local", model_dir=str(model_root), **fields)
+        process = GatewayProcess(settings, Path("/nonexistent"), self.workdir / log_name)
+        return process.start(timeout_s=600)
+
+
 @dataclass
 class Stack:
     """The stand-in and the gateway of one run; ``stop`` ends both."""
 
     model_root: Path
-    workdir: Path
+    setup: GatewaySetup
     server: TFServingProcess
     gateway: GatewayProcess
+    to_ready_s: float
+    """Seconds from the gateway's process start to its first /readyz 200."""
     server_args: tuple[str, ...] = ()
     settings: dict[str, str] = field(default_factory=dict)
     gate: TcpGate | None = None
     owns_server: bool = True
+
+    @property
+    def workdir(self) -> Path:
+        """Where the key file and the process logs are."""
+        return self.setup.workdir
 
     @property
     def grade_url(self) -> str:
@@ -50,7 +111,7 @@ class Stack:
     @property
     def auth_headers(self) -> dict[str, str]:
         """Headers carrying the bench's API key."""
-        return {"Authorization": f"Bearer {API_KEY}"}
+        return AUTH
 
     @property
     def gateway_pid(self) -> int:
@@ -89,57 +150,74 @@ class Stack:
             self.gate.close()
 
 
-def gateway_settings(target: str, keys_file: Path, **overrides: str) -> dict[str, str]:
-    """Production defaults but for the target and keys, plus ``overrides`` (Settings fields)."""
-    return {
-        "DRG_BACKEND": "tfserving",
-        "DRG_TFSERVING_TARGET": target,
-        "DRG_API_KEYS_FILE": str(keys_file),
-        **{f"DRG_{name.upper()}": value for name, value in overrides.items()},
-    }
-
-
 def start_stack(
     model_root: Path,
     workdir: Path,
     *,
     server_args: tuple[str, ...] = (),
     lean_protos: Path | None = None,
+    keys_file: Path | None = None,
     gated: bool = False,
     server: TFServingProcess | None = None,
-    **gateway_overrides: str,
+    **gateway_fields: str,
 ) -> Stack:
     """Start the stand-in (on a fixed free port, so it can be restarted there) and a ready gateway.
 
-    ``lean_protos``: an existing lean protos directory (the tests' session fixture); built into
-    ``workdir`` when absent. ``gated``: the gateway reaches the stand-in through a ``TcpGate``
-    (see bench/tcp_gate.py). ``server``: a running stand-in to use instead (left running by
-    ``Stack.stop``). ``gateway_overrides`` are Settings fields (``backend_timeout_s="2"``).
+    ``lean_protos``, ``keys_file``: see ``GatewaySetup.create``. ``gated``: the gateway reaches
+    the stand-in through a ``TcpGate`` (see bench/tcp_gate.py). ``server``: a running stand-in to
+    use instead (left running by ``Stack.stop``). ``gateway_fields`` are Settings fields
+    (``backend_timeout_s="2"``); the rest keep their production defaults.
     """
-    workdir.mkdir(parents=True, exist_ok=True)
-    if lean_protos is None:
-        lean_protos = workdir / "lean-protos"
-        build_lean_protos(lean_protos)
-    keys_file = workdir / "keys.txt"
-    keys_file.write_text(f"reliability {hash_key(API_KEY)} grade\n")
+    setup = GatewaySetup.create(workdir, lean_protos, keys_file)
     owns_server = server is None
     if server is None:
-        server = TFServingProcess(model_root, port=free_port(), args=server_args).start()
+        server = TFServingProcess(model_root, port=free_port(), args=server_args).start(
+            timeout_s=600  # a 512 px fold ensemble takes minutes to load on 2 cores
+        )
     gate = TcpGate(server.port) if gated else None
     try:
         if gate is not None:
             gate.open()
         target = server.target if gate is None else gate.target
-        settings = gateway_settings(target, keys_file, **gateway_overrides)
-        gateway = GatewayProcess(settings, lean_protos, workdir / "gateway.log").start()
-        gateway.wait_ready(timeout_s=60)
+        gateway = setup.tfserving_gateway(target, **gateway_fields)
+        to_ready_s = start_to_ready_s(gateway, timeout_s=60)
     except BaseException:
         if owns_server:
             server.stop()
         if gate is not None:
             gate.close()
         raise
-    return Stack(model_root, workdir, server, gateway, server.args, settings, gate, owns_server)
+    return Stack(
+        model_root,
+        setup,
+        server,
+        gateway,
+        to_ready_s,
+        server.args,
+        {k: v for k, v in gateway.env.items() if k.startswith("DRG_")},
+        gate,
+        owns_server,
+    )
+
+
+@contextmanager
+def running_stack(model_root: Path, workdir: Path, **options: Any) -> Iterator[Stack]:
+    """``start_stack`` (same arguments) for a ``with`` block; stops both processes after it."""
+    stack = start_stack(model_root, workdir, **options)
+    try:
+        yield stack
+    finally:
+        stack.stop()
+
+
+def start_to_ready_s(gateway: GatewayProcess, timeout_s: float = 600) -> float:
+    """Seconds from process start to the first /readyz 200 (``gateway`` is started, live)."""
+    return gateway.started_s + gateway.wait_ready(timeout_s)
+
+
+def rss_mib(pid: int) -> float:
+    """Resident set size of a process (VmRSS), MiB."""
+    return memory_kib(pid)["VmRSS"] / 1024
 
 
 def memory_kib(pid: int) -> dict[str, int]:

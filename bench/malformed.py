@@ -49,6 +49,7 @@ from pydicom.dataset import Dataset
 from pydicom.filewriter import dcmwrite
 from pydicom.uid import UID
 
+from bench.gateway_stack import running_stack
 from fundus.synthetic import (
     encode_dicom,
     encode_jpeg,
@@ -59,7 +60,6 @@ from fundus.synthetic import (
 )
 from gateway.auth import hash_key
 from gateway.errors import ERRORS
-from gateway.lean_protos import build as build_lean_protos
 from gateway.main import MULTIPART_OVERHEAD
 from gateway.pacs.stow import DICOM_JSON_MEDIA_TYPE, PRIVATE_CREATOR
 from tests.support.processes import GatewayProcess, TFServingProcess
@@ -1395,17 +1395,14 @@ def run(
 # ---------------------------------------------------------------------------------------------
 
 
-def gateway_env(target: str, keys_file: Path, workdir: Path) -> dict[str, str]:
+def gateway_fields(workdir: Path) -> dict[str, str]:
     """Settings of the gateway under test: PACS intake on (no delivery), 1 MiB uploads."""
     return {
-        "DRG_BACKEND": "tfserving",
-        "DRG_TFSERVING_TARGET": target,
-        "DRG_API_KEYS_FILE": str(keys_file),
-        "DRG_MAX_UPLOAD_BYTES": str(UPLOAD_LIMIT),
-        "DRG_PACS_ENABLED": "true",
-        "DRG_PACS_OUTBOX_PATH": str(workdir / "outbox.sqlite3"),
-        "DRG_BACKEND_TIMEOUT_S": "15",
-        "DRG_REQUEST_TIMEOUT_S": "30",
+        "max_upload_bytes": str(UPLOAD_LIMIT),
+        "pacs_enabled": "true",
+        "pacs_outbox_path": str(workdir / "outbox.sqlite3"),
+        "backend_timeout_s": "15",
+        "request_timeout_s": "30",
     }
 
 
@@ -1423,22 +1420,16 @@ def serving_stack(
     model_root: Path, workdir: Path, lean_protos: Path | None = None
 ) -> Iterator[Stack]:
     """Start the TF Serving stand-in and the gateway (lean) in ``workdir``; stop both after."""
-    if lean_protos is None:
-        lean_protos = workdir / "protos"
-        build_lean_protos(lean_protos)
     keys = Keys()
-    keys_file = keys.write(workdir / "keys.txt")
-    server = TFServingProcess(model_root, args=("--labels", "stable=1")).start()
-    try:
-        env = gateway_env(server.target, keys_file, workdir)
-        gateway = GatewayProcess(env, lean_protos, workdir / "gateway.log").start()
-        try:
-            gateway.wait_ready()
-            yield Stack(gateway, server, keys)
-        finally:
-            gateway.stop()
-    finally:
-        server.stop()
+    with running_stack(
+        model_root,
+        workdir,
+        server_args=("--labels", "stable=1"),
+        lean_protos=lean_protos,
+        keys_file=keys.write(workdir / "keys.txt"),
+        **gateway_fields(workdir),
+    ) as running:
+        yield Stack(running.gateway, running.server, keys)
 
 
 MAX_PEAK_RSS_MB = 1024

@@ -1,5 +1,5 @@
-"""The processes a benchmark starts on 127.0.0.1: the TF Serving stand-in with the lean gateway
-in front (tests/support/processes.py), the naive baseline service, and their memory."""
+"""Process helpers of the performance benches: the naive baseline service on 127.0.0.1, memory
+and start-up figures (the stand-in + gateway stack itself: bench/gateway_stack.py)."""
 
 from __future__ import annotations
 
@@ -7,98 +7,23 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
 import httpx
 
-from bench.gateway_stack import memory_kib
-from gateway.auth import hash_key
-from gateway.lean_protos import build as build_lean_protos
-from tests.support.processes import REPO_ROOT, GatewayProcess, TFServingProcess, free_port
+from tests.support.processes import REPO_ROOT, free_port
 
-KEY = "bench-key"
-AUTH = {"Authorization": f"Bearer {KEY}"}
 # A 512 px B3 ensemble on 2 CPU cores takes seconds per request once 8 queue up.
 SLOW_MODEL_TIMEOUT_S = "300"
-
-
-def rss_mib(pid: int) -> float:
-    """Resident set size of a process (VmRSS), MiB."""
-    return memory_kib(pid)["VmRSS"] / 1024
-
-
-@dataclass(frozen=True)
-class GatewaySetup:
-    """What a gateway in tfserving mode needs: lean protos and an API key file."""
-
-    workdir: Path
-    lean_protos: Path
-    keys_file: Path
-
-    @classmethod
-    def create(cls, workdir: Path) -> GatewaySetup:
-        """Build the lean protos and a key file holding ``KEY`` under ``workdir``."""
-        lean = workdir / "protos"
-        build_lean_protos(lean)
-        keys = workdir / "keys.txt"
-        keys.write_text(f"bench {hash_key(KEY)} grade\n")
-        return cls(workdir, lean, keys)
-
-    def settings(self, **overrides: str) -> dict[str, str]:
-        """DRG_* for a benchmark: 8 concurrent inferences, quiet logs, long timeouts."""
-        return {
-            "DRG_API_KEYS_FILE": str(self.keys_file),
-            "DRG_MAX_CONCURRENT_INFERENCES": "8",
-            "DRG_LOG_LEVEL": "WARNING",
-            "DRG_BACKEND_TIMEOUT_S": SLOW_MODEL_TIMEOUT_S,
-            "DRG_REQUEST_TIMEOUT_S": SLOW_MODEL_TIMEOUT_S,
-            **overrides,
-        }
-
-    def tfserving_gateway(self, target: str, log_name: str = "gateway.log") -> GatewayProcess:
-        """A started (live) lean gateway in tfserving mode in front of ``target``."""
-        settings = self.settings(DRG_BACKEND="tfserving", DRG_TFSERVING_TARGET=target)
-        return GatewayProcess(settings, self.lean_protos, self.workdir / log_name).start()
-
-    def local_gateway(self, model_root: Path, log_name: str = "local.log") -> GatewayProcess:
-        """A started gateway with the in-process backend (loads TF and the SavedModel before it
-        answers /livez); the lean protos must not shadow the real TF here."""
-        settings = self.settings(DRG_BACKEND="local", DRG_MODEL_DIR=str(model_root))
-        process = GatewayProcess(settings, Path("/nonexistent"), self.workdir / log_name)
-        return process.start(timeout_s=600)
-
-
-def start_to_ready_s(gateway: GatewayProcess, timeout_s: float = 600) -> float:
-    """Seconds from process start to the first /readyz 200 (``gateway`` is started, live)."""
-    return gateway.started_s + gateway.wait_ready(timeout_s)
-
-
-@dataclass
-class Stack:
-    """The TF Serving stand-in and a ready gateway in front of it."""
-
-    server: TFServingProcess
-    gateway: GatewayProcess
-    setup: GatewaySetup
-    to_ready_s: float
-
-
-@contextmanager
-def gateway_stack(model_root: Path, setup: GatewaySetup) -> Iterator[Stack]:
-    """Start the stand-in (waits until the model is AVAILABLE) and a gateway; stop both."""
-    server = TFServingProcess(model_root).start(timeout_s=600)
-    gateway = None
-    try:
-        gateway = setup.tfserving_gateway(server.target)
-        yield Stack(server, gateway, setup, start_to_ready_s(gateway))
-    finally:
-        if gateway is not None:
-            gateway.stop()
-        server.stop()
+PERF_FIELDS = {
+    "max_concurrent_inferences": "8",
+    "log_level": "WARNING",
+    "backend_timeout_s": SLOW_MODEL_TIMEOUT_S,
+    "request_timeout_s": SLOW_MODEL_TIMEOUT_S,
+}
+"""Gateway Settings of the performance benches: 8 concurrent inferences, quiet logs, long
+timeouts (the stack is measured, not its deadlines)."""
 
 
 class NaiveServiceProcess:

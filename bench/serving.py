@@ -39,17 +39,11 @@ from pathlib import Path
 import httpx
 import numpy as np
 
+from bench.gateway_stack import AUTH, rss_mib, running_stack, start_to_ready_s
 from bench.inputs import full_resolution_jpegs, gradable_jpegs, model_inputs
 from bench.load import LoadStats, measure_load
 from bench.payload import WireFigures, measure_wire
-from bench.processes import (
-    AUTH,
-    GatewaySetup,
-    NaiveServiceProcess,
-    gateway_stack,
-    rss_mib,
-    start_to_ready_s,
-)
+from bench.processes import PERF_FIELDS, NaiveServiceProcess
 from fundus.config import PreprocessConfig
 from gateway.backends.local import latest_version_dir
 from gateway.model_card import ModelCard
@@ -238,17 +232,20 @@ def main(argv: list[str] | None = None) -> int:
     gc.collect()  # the SavedModel loaded for (a) is no longer referenced: free it
 
     print(f"\n(b) ours: client -> gateway (lean, tfserving) -> gRPC stand-in\n{TABLE_HEADER}")
-    setup = GatewaySetup.create(workdir)
     with (
-        gateway_stack(args.model_root, setup) as stack,
+        running_stack(args.model_root, workdir, **PERF_FIELDS) as stack,
         httpx.Client(headers=AUTH, timeout=HTTP_TIMEOUT_S) as http,
     ):
         ours = load_rows(
             grading_call(http, stack.gateway.url + "/v1/grade", jpegs), "(b) ours", args.requests
         )
         tfserving_starts = cold_starts(
-            lambda i: setup.tfserving_gateway(stack.server.target, f"cold-{i}.log"), args.starts
+            lambda i: stack.setup.tfserving_gateway(
+                stack.server.target, f"cold-{i}.log", **PERF_FIELDS
+            ),
+            args.starts,
         )
+    setup = stack.setup
 
     print(f"\n(c) naive baseline: client -> FastAPI + Keras model.predict\n{TABLE_HEADER}")
     naive_service = NaiveServiceProcess(args.run_dir, workdir / "naive.log").start()
@@ -272,7 +269,8 @@ def main(argv: list[str] | None = None) -> int:
     print("\n(e) cold start")
     print(tfserving_starts.line("gateway, tfserving mode (lean)"))
     local_starts = cold_starts(
-        lambda i: setup.local_gateway(args.model_root, f"local-{i}.log"), args.local_starts
+        lambda i: setup.local_gateway(args.model_root, f"local-{i}.log", **PERF_FIELDS),
+        args.local_starts,
     )
     print(local_starts.line("gateway, local backend (TF + SavedModel in-process)"))
     print(
