@@ -100,8 +100,11 @@ class QWKCheckpoint(keras.callbacks.Callback):  # type: ignore[misc]
             if now > pause_at and (epoch + 1) % max(1, backup_every) == 0:
                 self.paused = True
                 self.model.stop_training = True
-        last = epoch + 1 >= self.params.get("epochs", epoch + 1)
-        if self.keep == "last" and not self.paused and (last or self.model.stop_training):
+
+    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
+        """``keep="last"``: save the weights training ended with. Keras has swapped in the
+        optimizer's moving average (``train.ema_momentum``) just before this call."""
+        if self.keep == "last" and not self.paused:
             self.core.save_weights(self.best_path)
-            self.state["kept_epoch"] = epoch
+            self.state["kept_epoch"] = self.state["epochs_done"] - 1
             self.state_path.write_text(json.dumps(self.state))

@@ -214,9 +214,6 @@ class CVTrainer:
             if qwk.paused:
                 log.info("fold %d paused after epoch %d", k, qwk.state["epochs_done"])
                 return {"fold": k, "paused_after_epoch": int(qwk.state["epochs_done"])}
-            if t.ema_momentum is not None:
-                # fit() has swapped the moving average into the weights: that is the fold's model.
-                self.core.save_weights(directory / BEST_WEIGHTS)
         shutil.rmtree(directory / "backup", ignore_errors=True)
         train_seconds = time.perf_counter() - started
         load_fold_weights(self.core, directory)

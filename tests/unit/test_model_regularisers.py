@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import keras
 import numpy as np
 import pytest
 
 from model.batches import TrainBatches
+from model.callbacks import QWKCheckpoint
 from model.config import load_config
 from model.network import make_optimizer
 
@@ -60,22 +63,43 @@ def test_mixup_is_reproducible_per_epoch_and_changes_between_epochs() -> None:
     assert not np.array_equal(before, first[2][1])
 
 
-def test_ema_keeps_the_moving_average_after_fit() -> None:
+def test_a_fold_with_ema_keeps_the_moving_average(tmp_path: Path) -> None:
+    """keep=last + EMA: the checkpoint the fold keeps holds the averaged weights, not the raw
+    weights of the last step."""
     config = load_config(None, ["train.ema_momentum=0.9", "train.keep=last", "train.lr=0.05"])
     optimizer = make_optimizer(config, total_steps=20, steps_per_epoch=5)
-    assert optimizer.use_ema
     keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(5, activation="softmax")])
+    model = keras.Sequential(
+        [keras.Input((2, 2, 3)), keras.layers.Flatten(), keras.layers.Dense(5, "softmax")]
+    )
     model.compile(optimizer=optimizer, loss="categorical_crossentropy")
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 255, size=(20, 2, 2, 3), dtype=np.uint8)
+    grades = np.arange(20, dtype=np.int64) % 5
+    checkpoint = QWKCheckpoint(
+        model,
+        images,
+        np.arange(20, dtype=np.int64),
+        grades,
+        tmp_path / "best.weights.h5",
+        tmp_path / "state.json",
+        "argmax",
+        patience=100,
+        min_epochs=0,
+        batch_size=10,
+        keep="last",
+    )
     raw: list[np.ndarray] = []
     last_epoch = keras.callbacks.LambdaCallback(
-        on_epoch_end=lambda epoch, logs: raw.append(np.array(model.layers[0].kernel.numpy()))
+        on_epoch_end=lambda epoch, logs: raw.append(np.array(model.layers[-1].kernel.numpy()))
     )
-    x = np.random.default_rng(0).normal(size=(20, 3)).astype(np.float32)
-    y = keras.utils.to_categorical(np.arange(20) % 5, 5)
-    model.fit(x, y, batch_size=4, epochs=4, callbacks=[last_epoch], verbose=0)
-    kept = model.layers[0].kernel.numpy()
+    x = images.astype(np.float32) / 255.0
+    y = keras.utils.to_categorical(grades, 5)
+    model.fit(x, y, batch_size=4, epochs=4, callbacks=[checkpoint, last_epoch], verbose=0)
     average = optimizer._model_variables_moving_average[0].numpy()
+    model.layers[-1].kernel.assign(np.zeros_like(average))
+    model.load_weights(tmp_path / "best.weights.h5")
+    kept = model.layers[-1].kernel.numpy()
     np.testing.assert_allclose(kept, average)
     assert not np.allclose(kept, raw[-1])  # not the raw weights of the last step
 
