@@ -13,6 +13,10 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+MAX_MODEL_VERSION = 2**63 - 1
+"""TF Serving model versions are int64: a larger number is a validation error, not a protobuf
+overflow on every request."""
+
 
 class Settings(BaseSettings):
     """Gateway configuration (env prefix ``DRG_``)."""
@@ -28,7 +32,9 @@ class Settings(BaseSettings):
     tfserving_target: str = "127.0.0.1:8500"
     model_name: str = Field("dr_grader", pattern=r"^[A-Za-z0-9_.-]+$")
     model_dir: Path = Path("export")
-    model_version: int | None = Field(None, ge=1, description="pin a version; default: latest")
+    model_version: int | None = Field(
+        None, ge=1, le=MAX_MODEL_VERSION, description="pin a version; default: latest"
+    )
     model_label: str | None = Field(None, pattern=r"^[A-Za-z0-9_-]+$")
     allow_version_override: bool = True
 

@@ -12,7 +12,7 @@ from gateway.backends.base import ModelSelector
 from gateway.errors import ApiError
 from gateway.grading import GradingService
 from gateway.metrics import GatewayMetrics
-from gateway.settings import Settings
+from gateway.settings import MAX_MODEL_VERSION, Settings
 
 
 def get_settings(request: Request) -> Settings:
@@ -82,8 +82,11 @@ def model_selector(
     settings: SettingsDep,
     version: Annotated[
         int | None,
-        # TF Serving versions are int64: a larger number must be a 422, not a protobuf error.
-        Query(ge=1, le=2**63 - 1, description="Model version to use (default: configured/latest)"),
+        Query(
+            ge=1,
+            le=MAX_MODEL_VERSION,
+            description="Model version to use (default: configured/latest)",
+        ),
     ] = None,
     label: Annotated[
         str | None,

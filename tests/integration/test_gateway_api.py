@@ -189,6 +189,10 @@ def test_model_version_and_label(client: httpx.Client) -> None:
     assert_error(
         client.post("/v1/grade?version=7", files={"image": JPEG}), 503, "model_unavailable"
     )
+    # Regression: a version above int64 overflowed the protobuf field (500).
+    assert_error(
+        client.post(f"/v1/grade?version={2**63}", files={"image": JPEG}), 422, "invalid_parameter"
+    )
     assert_error(
         client.post("/v1/grade?label=nope", files={"image": JPEG}), 422, "backend_rejected_input"
     )

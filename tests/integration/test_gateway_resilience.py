@@ -169,8 +169,8 @@ def test_sigterm_finishes_in_flight_requests(
             httpx.get(gateway.url + "/livez", timeout=2)
         worker.join(timeout=30)
         assert results[0].status_code == 200
-        # uvicorn re-raises the captured SIGTERM after its graceful shutdown.
-        assert gateway.stop() in (0, -signal.SIGTERM)
+        # uvicorn re-raises SIGTERM after its graceful shutdown; python -m gateway exits 0 then.
+        assert gateway.stop() == 0
     finally:
         gateway.stop()
         server.stop()

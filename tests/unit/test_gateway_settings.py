@@ -54,6 +54,7 @@ def test_typo_in_a_variable_stops_startup(monkeypatch: pytest.MonkeyPatch, keys:
         ("DRG_BACKEND", "grpc"),
         ("DRG_MODEL_NAME", "a/b"),
         ("DRG_REQUEST_TIMEOUT_S", "-1"),
+        ("DRG_MODEL_VERSION", str(2**63)),  # TF Serving versions are int64
     ],
 )
 def test_bad_values(monkeypatch: pytest.MonkeyPatch, keys: Path, name: str, value: str) -> None:

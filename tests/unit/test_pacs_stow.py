@@ -93,6 +93,10 @@ def refused(code: str, uid: str | None = "1.2.4") -> InstanceResult:
         ([refused("dicom_unsupported_sop_class")], 409),
         ([refused("corrupt_image"), refused("overloaded")], 409),
         ([refused("overloaded"), refused("backend_unavailable")], 503),
+        # A decompression bomb stays too large: 409, not 503 + Retry-After (a PACS would resend
+        # it forever), even beside a transient failure.
+        ([refused("image_too_large")], 409),
+        ([refused("image_too_large"), refused("overloaded")], 409),
     ],
 )
 def test_response_status(results: list[InstanceResult], status: int) -> None:
