@@ -20,6 +20,7 @@ from bench.processes import NaiveServiceProcess
 from fundus.synthetic import encode_jpeg, synthesize_fundus
 from gateway.backends.local import latest_version_dir
 from gateway.model_card import ModelCard
+from tests.support.tiny_model import tiny_run_dir
 
 JPEG = encode_jpeg(synthesize_fundus(3, width=2400, height=1800, seed=7))
 
@@ -28,8 +29,7 @@ JPEG = encode_jpeg(synthesize_fundus(3, width=2400, height=1800, seed=7))
 # ~57 s of CPU together, so more than 30 s on 2 cores even though they overlap.
 @pytest.mark.slow
 def test_naive_service_grades_like_the_saved_model(model_root: Path, tmp_path: Path) -> None:
-    run_dir = model_root.parent / f"{model_root.name}-work" / "run"  # tiny_export's layout
-    service = NaiveServiceProcess(run_dir, tmp_path / "naive.log").launch()
+    service = NaiveServiceProcess(tiny_run_dir(model_root), tmp_path / "naive.log").launch()
     try:
         import tensorflow as tf  # loads while the service loads its fold models
 
