@@ -9,14 +9,14 @@ system the same way.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
 from bench.tcp_gate import TcpGate
 from fundus.synthetic import encode_jpeg, synthesize_fundus
@@ -27,7 +27,6 @@ from tests.support.processes import GatewayProcess, TFServingProcess, free_port
 
 API_KEY = "bench-key"
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
-_METRIC_LINE = re.compile(r"^(?P<name>[a-z_]+)(?:\{(?P<labels>[^}]*)\})? (?P<value>\S+)$")
 
 
 def fundus_jpeg(seed: int = 41) -> bytes:
@@ -93,10 +92,18 @@ class Stack:
     gateway: GatewayProcess
     to_ready_s: float
     """Seconds from the gateway's process start to its first /readyz 200."""
-    server_args: tuple[str, ...] = ()
-    settings: dict[str, str] = field(default_factory=dict)
     gate: TcpGate | None = None
     owns_server: bool = True
+
+    @property
+    def server_args(self) -> tuple[str, ...]:
+        """The stand-in's command-line options (``--predict-delay 1.0``)."""
+        return self.server.args
+
+    @property
+    def settings(self) -> dict[str, str]:
+        """The gateway's DRG_* environment."""
+        return {k: v for k, v in self.gateway.env.items() if k.startswith("DRG_")}
 
     @property
     def workdir(self) -> Path:
@@ -168,6 +175,8 @@ def start_stack(
     use instead (left running by ``Stack.stop``). ``gateway_fields`` are Settings fields
     (``backend_timeout_s="2"``); the rest keep their production defaults.
     """
+    if server is not None and server_args:
+        raise ValueError("server_args start a new stand-in; a running server keeps its own")
     setup = GatewaySetup.create(workdir, lean_protos, keys_file)
     owns_server = server is None
     if server is None:
@@ -187,17 +196,7 @@ def start_stack(
         if gate is not None:
             gate.close()
         raise
-    return Stack(
-        model_root,
-        setup,
-        server,
-        gateway,
-        to_ready_s,
-        server.args,
-        {k: v for k, v in gateway.env.items() if k.startswith("DRG_")},
-        gate,
-        owns_server,
-    )
+    return Stack(model_root, setup, server, gateway, to_ready_s, gate, owns_server)
 
 
 @contextmanager
@@ -220,9 +219,10 @@ def rss_mib(pid: int) -> float:
     return memory_kib(pid)["VmRSS"] / 1024
 
 
-def memory_kib(pid: int) -> dict[str, int]:
-    """VmRSS, RssAnon and RssFile of a process (from /proc/PID/status), KiB."""
-    fields = ("VmRSS", "RssAnon", "RssFile")
+def memory_kib(
+    pid: int, fields: tuple[str, ...] = ("VmRSS", "RssAnon", "RssFile")
+) -> dict[str, int]:
+    """Memory figures of a process (``/proc/PID/status`` fields, KiB); OSError when it is gone."""
     values = {}
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         name, _, rest = line.partition(":")
@@ -234,15 +234,11 @@ def memory_kib(pid: int) -> dict[str, int]:
 
 
 def scrape_counter(base_url: str, name: str, **labels: str) -> float:
-    """Sum of the ``/metrics`` samples of ``name`` whose labels include ``labels``."""
+    """Sum of the ``/metrics`` samples named ``name`` whose labels include ``labels``."""
     text = httpx.get(base_url + "/metrics", timeout=10).text
-    wanted = {f'{key}="{value}"' for key, value in labels.items()}
-    total = 0.0
-    for line in text.splitlines():
-        match = _METRIC_LINE.match(line)
-        if match is None or match["name"] != name:
-            continue
-        present = set((match["labels"] or "").split(","))
-        if wanted <= present:
-            total += float(match["value"])
-    return total
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name and labels.items() <= sample.labels.items()
+    )

@@ -22,7 +22,6 @@ def percentile(values: list[float], q: float) -> float:
 class LoadStats:
     """What one load run measured."""
 
-    concurrency: int
     latencies_ms: list[float]
     elapsed_s: float
 
@@ -64,4 +63,4 @@ def measure_load(
     started = time.perf_counter()
     with ThreadPoolExecutor(concurrency) as pool:
         list(pool.map(timed, range(requests)))
-    return LoadStats(concurrency, latencies, time.perf_counter() - started)
+    return LoadStats(latencies, time.perf_counter() - started)

@@ -3,7 +3,7 @@
 Each of ``concurrency`` workers sends a request, waits for its fate, records exactly one
 ``Outcome`` and starts the next one (no sooner than ``min_interval_s`` after the previous
 start, so fast failures do not turn into a busy loop). A fate is an HTTP answer (status, error
-code, Retry-After) or one of the failures below, told apart because they mean different things:
+code) or one of the failures below, told apart because they mean different things:
 
 - ``refused``: the TCP connection was refused (httpx.ConnectError): the request never reached
   a server; a load balancer retries it elsewhere.
@@ -13,21 +13,22 @@ code, Retry-After) or one of the failures below, told apart because they mean di
   hang.
 - ``other:<ExceptionName>``: anything else.
 
-``sent`` counts requests handed to the HTTP client; every one of them ends as one outcome, so
-``sent == len(outcomes)`` is checked rather than assumed.
+Every request handed to the HTTP client ends as exactly one outcome (``_one`` turns every
+exception into a failure outcome), so ``sent`` is the number of outcomes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import httpx
+
+from bench.load import percentile
 
 REFUSED = "refused"
 RESET = "reset"
@@ -42,7 +43,6 @@ class Outcome:
     done_at: float
     status: int | None = None
     code: str | None = None
-    retry_after: str | None = None
     failure: str | None = None
 
     @property
@@ -61,8 +61,12 @@ class LoadResult:
     """Everything one load run saw."""
 
     outcomes: list[Outcome] = field(default_factory=list)
-    sent: int = 0
     duration_s: float = 0.0
+
+    @property
+    def sent(self) -> int:
+        """Requests sent (each ended as one outcome)."""
+        return len(self.outcomes)
 
     @property
     def answered(self) -> int:
@@ -79,19 +83,6 @@ class LoadResult:
         chosen = self.outcomes if outcomes is None else outcomes
         return Counter(o.code for o in chosen if o.code is not None)
 
-    def between(self, start: float, end: float) -> list[Outcome]:
-        """Outcomes sent in [start, end) (seconds since the load started)."""
-        return [o for o in self.outcomes if start <= o.sent_at < end]
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    """Nearest-rank percentile (``fraction`` in (0, 1]); NaN for no values."""
-    if not values:
-        return math.nan
-    ordered = sorted(values)
-    rank = max(1, math.ceil(fraction * len(ordered)))
-    return ordered[rank - 1]
-
 
 def latency_summary(outcomes: Iterable[Outcome]) -> str:
     """``p50/p95/p99/max`` of the outcomes' latencies in ms."""
@@ -99,8 +90,8 @@ def latency_summary(outcomes: Iterable[Outcome]) -> str:
     if not values:
         return "no requests"
     return (
-        f"p50 {percentile(values, 0.5):.1f} ms, p95 {percentile(values, 0.95):.1f} ms, "
-        f"p99 {percentile(values, 0.99):.1f} ms, max {max(values):.1f} ms"
+        f"p50 {percentile(values, 50):.1f} ms, p95 {percentile(values, 95):.1f} ms, "
+        f"p99 {percentile(values, 99):.1f} ms, max {max(values):.1f} ms"
     )
 
 
@@ -175,7 +166,6 @@ class LoadClient:
         assert self._client is not None
         while not self._stop.is_set():
             began = self.now()
-            self.result.sent += 1
             self.result.outcomes.append(await self._one(self._client, began))
             pause = self.min_interval_s - (self.now() - began)
             if pause > 0:
@@ -192,7 +182,6 @@ class LoadClient:
             self.now(),
             status=response.status_code,
             code=_error_code(response),
-            retry_after=response.headers.get("retry-after"),
         )
 
 

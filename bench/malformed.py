@@ -49,7 +49,7 @@ from pydicom.dataset import Dataset
 from pydicom.filewriter import dcmwrite
 from pydicom.uid import UID
 
-from bench.gateway_stack import running_stack
+from bench.gateway_stack import Stack, memory_kib, running_stack
 from fundus.synthetic import (
     encode_dicom,
     encode_jpeg,
@@ -60,14 +60,13 @@ from fundus.synthetic import (
 )
 from gateway.auth import hash_key
 from gateway.errors import ERRORS
-from gateway.main import MULTIPART_OVERHEAD
+from gateway.main import body_limit
 from gateway.pacs.stow import DICOM_JSON_MEDIA_TYPE, PRIVATE_CREATOR
-from tests.support.processes import GatewayProcess, TFServingProcess
 
 UPLOAD_LIMIT = 1024 * 1024
 """DRG_MAX_UPLOAD_BYTES of the gateway under test: small, so oversized bodies stay cheap."""
-BODY_LIMIT = 2 * UPLOAD_LIMIT + MULTIPART_OVERHEAD
-"""The gateway's request body limit for that upload limit (gateway/main.py)."""
+BODY_LIMIT = body_limit(UPLOAD_LIMIT)
+"""The gateway's request body limit for that upload limit."""
 PHOTO_SIZE = (320, 240)
 PATIENT_MARKERS = ("SYNTHETIC^PATIENT", "SYN0001", "19700101")
 """Patient attributes of the synthetic DICOM files; they must never reach the gateway's log."""
@@ -112,6 +111,10 @@ class Keys:
             f"both {hash_key(self.both)} grade,pacs\n"
         )
         return path
+
+
+KEYS = Keys()
+"""The keys of the gateway that ``serving_stack`` starts."""
 
 
 def bearer(key: str) -> dict[str, str]:
@@ -186,14 +189,12 @@ def materials() -> Materials:
 
 
 def _png(width: int, height: int, bit_depth: int, color_type: int, idat: bytes) -> bytes:
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return (
-            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-        )
-
     header = struct.pack(">IIBBBBB", width, height, bit_depth, color_type, 0, 0, 0)
     return (
-        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+        b"\x89PNG\r\n\x1a\n"
+        + _chunk(b"IHDR", header)
+        + _chunk(b"IDAT", idat)
+        + _chunk(b"IEND", b"")
     )
 
 
@@ -1140,9 +1141,9 @@ SCHEDULE: tuple[str, ...] = tuple(
 class MalformedRequests:
     """Request ``index`` of ``seed``: always the same bytes, independent of any other index."""
 
-    def __init__(self, seed: int = 0, keys: Keys | None = None) -> None:
+    def __init__(self, seed: int = 0) -> None:
         self.seed = seed
-        self.keys = keys or Keys()
+        self.keys = KEYS
         self.materials = materials()
 
     def __call__(self, index: int) -> MalformedRequest:
@@ -1406,30 +1407,21 @@ def gateway_fields(workdir: Path) -> dict[str, str]:
     }
 
 
-@dataclass(frozen=True)
-class Stack:
-    """The running gateway in front of the stand-in, and its keys."""
-
-    gateway: GatewayProcess
-    server: TFServingProcess
-    keys: Keys
-
-
 @contextmanager
 def serving_stack(
     model_root: Path, workdir: Path, lean_protos: Path | None = None
 ) -> Iterator[Stack]:
-    """Start the TF Serving stand-in and the gateway (lean) in ``workdir``; stop both after."""
-    keys = Keys()
+    """Start the TF Serving stand-in and the gateway (lean, ``KEYS``) in ``workdir``; stop both
+    after."""
     with running_stack(
         model_root,
         workdir,
         server_args=("--labels", "stable=1"),
         lean_protos=lean_protos,
-        keys_file=keys.write(workdir / "keys.txt"),
+        keys_file=KEYS.write(workdir / "keys.txt"),
         **gateway_fields(workdir),
-    ) as running:
-        yield Stack(running.gateway, running.server, keys)
+    ) as stack:
+        yield stack
 
 
 MAX_PEAK_RSS_MB = 1024
@@ -1482,19 +1474,15 @@ def _status(call: Callable[[], httpx.Response]) -> int:
 def peak_rss_mb(pid: int) -> int:
     """VmHWM of a live process in MB (-1 when it is gone)."""
     try:
-        status = Path(f"/proc/{pid}/status").read_text()
+        return memory_kib(pid, ("VmHWM",))["VmHWM"] // 1024
     except OSError:
         return -1
-    kilobytes = next(
-        int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM")
-    )
-    return kilobytes // 1024
 
 
 def health(stack: Stack) -> Health:
     """Probe the gateway, read its peak memory and its log."""
     url = stack.gateway.url
-    headers = {**bearer(stack.keys.grade), "Content-Type": "image/jpeg"}
+    headers = {**bearer(KEYS.grade), "Content-Type": "image/jpeg"}
     image = materials().images["jpeg"]
     log = stack.gateway.logs()
     internal = 0

@@ -164,7 +164,7 @@ def run(
 
 def main(argv: list[str] | None = None) -> int:
     """Start the stack, run schemathesis, print its report; exit with its exit code."""
-    from bench.malformed import serving_stack
+    from bench.malformed import KEYS, serving_stack
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model-root", type=Path, default=Path("export"))
@@ -176,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     with serving_stack(args.model_root, workdir) as stack:
         code, _, hits = run(
             stack.gateway.url,
-            stack.keys.both,
+            KEYS.both,
             workdir,
             max_examples=args.max_examples,
             seed=args.seed,

@@ -1,5 +1,5 @@
-"""Process helpers of the performance benches: the naive baseline service on 127.0.0.1, memory
-and start-up figures (the stand-in + gateway stack itself: bench/gateway_stack.py)."""
+"""What the performance benches add to bench/gateway_stack.py: the naive baseline service on
+127.0.0.1 and the gateway settings they measure with."""
 
 from __future__ import annotations
 

@@ -229,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"\n(a) model-compute limit (uint8 batches, one caller)\n{TABLE_HEADER}")
     limit = model_compute_limit(version_dir, model_inputs(jpegs, config), args.requests)
-    gc.collect()  # the SavedModel loaded for (a) is no longer referenced: free it
+    gc.collect()  # drop (a)'s SavedModel (the TF runtime itself stays loaded in this process)
 
     print(f"\n(b) ours: client -> gateway (lean, tfserving) -> gRPC stand-in\n{TABLE_HEADER}")
     with (

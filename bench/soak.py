@@ -36,7 +36,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.criteria import Report
-from bench.gateway_stack import API_KEY, Stack, fundus_jpeg, memory_kib, scrape_counter, start_stack
+from bench.gateway_stack import (
+    API_KEY,
+    Stack,
+    fundus_jpeg,
+    memory_kib,
+    running_stack,
+    scrape_counter,
+)
 
 _STATUS = re.compile(r"^\s*\[(\d{3})\]\s+(\d+) responses", re.MULTILINE)
 _ERROR = re.compile(r"^\s*\[(\d+)\]\s+(.+)$", re.MULTILINE)
@@ -250,8 +257,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-growth", type=float, default=10.0, help="percent")
     args = parser.parse_args(argv)
     workdir = Path(tempfile.mkdtemp(prefix="bench-soak-"))
-    stack = start_stack(args.model_root, workdir)
-    try:
+    with running_stack(args.model_root, workdir) as stack:
         report = soak(
             stack,
             args.duration,
@@ -260,8 +266,6 @@ def main(argv: list[str] | None = None) -> int:
             rss_interval_s=args.rss_interval,
             max_growth_pct=args.max_growth,
         )
-    finally:
-        stack.stop()
     print(report.render())
     print(f"logs in {workdir}")
     return 0 if report.passed else 1

@@ -23,9 +23,9 @@ _CHUNK = 64 * 1024
 class TcpGate:
     """Forward ``127.0.0.1:port`` to ``127.0.0.1:target_port`` while open."""
 
-    def __init__(self, target_port: int, port: int = 0) -> None:
+    def __init__(self, target_port: int) -> None:
         self.target_port = target_port
-        self.port = port or free_port()
+        self.port = free_port()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._thread.start()

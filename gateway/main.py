@@ -32,6 +32,11 @@ MULTIPART_OVERHEAD = 64 * 1024
 """Room for multipart headers/boundaries and a second eye on top of the image limit."""
 
 
+def body_limit(max_upload_bytes: int) -> int:
+    """The request body limit: two eyes of ``max_upload_bytes`` plus multipart overhead."""
+    return 2 * max_upload_bytes + MULTIPART_OVERHEAD
+
+
 def build_backend(settings: Settings, metrics: GatewayMetrics) -> ModelBackend:
     """The configured backend; the local one (and TensorFlow) is imported only when chosen."""
     if settings.backend == "local":
@@ -211,8 +216,6 @@ def create_app(settings: Settings) -> FastAPI:
     ):
         app.include_router(router)
     install_error_handlers(app)
-    app.add_middleware(
-        BodySizeLimitMiddleware, limit=settings.max_upload_bytes * 2 + MULTIPART_OVERHEAD
-    )
+    app.add_middleware(BodySizeLimitMiddleware, limit=body_limit(settings.max_upload_bytes))
     app.add_middleware(RequestContextMiddleware, metrics=app.state.metrics)
     return app

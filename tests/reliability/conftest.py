@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.malformed import Stack, serving_stack
+from bench.gateway_stack import Stack
+from bench.malformed import serving_stack
 
 
 @pytest.fixture(scope="package")

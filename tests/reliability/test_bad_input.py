@@ -15,6 +15,7 @@ import json
 import httpx
 import pytest
 
+from bench.gateway_stack import Stack
 from bench.malformed import (
     FAMILIES,
     GRADE,
@@ -24,7 +25,6 @@ from bench.malformed import (
     MalformedRequest,
     MalformedRequests,
     Report,
-    Stack,
     health,
     judge,
     run,
@@ -133,7 +133,7 @@ def test_judge_fails_every_answer_that_breaks_the_rules(
 @pytest.fixture(scope="module")
 def bad_input_report(stack: Stack) -> Report:
     """1,500 malformed requests of every family, 4 at a time."""
-    report = run(stack.gateway.url, MalformedRequests(SEED, stack.keys), CI_REQUESTS, 4)
+    report = run(stack.gateway.url, MalformedRequests(SEED), CI_REQUESTS, 4)
     print(report.table())
     return report
 

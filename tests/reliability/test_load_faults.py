@@ -16,7 +16,7 @@ import pytest
 
 from bench.criteria import Report
 from bench.faults import KillPlan, SigtermPlan, SlowPlan, run_kill, run_sigterm, run_slow
-from bench.gateway_stack import start_stack
+from bench.gateway_stack import running_stack
 from bench.soak import soak
 from tests.support.processes import TFServingProcess
 
@@ -43,11 +43,8 @@ def test_short_soak_has_no_errors_and_no_rss_growth(
 ) -> None:
     if shutil.which("hey") is None:
         pytest.skip("hey is not installed (Debian package hey; .ci/run installs it)")
-    stack = start_stack(model_root, tmp_path, lean_protos=lean_protos, server=model_server)
-    try:
+    with running_stack(model_root, tmp_path, lean_protos=lean_protos, server=model_server) as stack:
         report = soak(stack, duration_s=30, concurrency=8, rss_interval_s=1.0)
-    finally:
-        stack.stop()
     assert_passed(report)
 
 

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.malformed import Stack
+from bench.gateway_stack import Stack
+from bench.malformed import KEYS
 from bench.openapi_fuzz import run
 
 MAX_EXAMPLES = 100
@@ -26,7 +27,7 @@ def test_schemathesis_finds_no_server_error_and_no_undocumented_answer(
 ) -> None:
     code, output, _ = run(
         stack.gateway.url,
-        stack.keys.both,
+        KEYS.both,
         tmp_path,
         max_examples=MAX_EXAMPLES,
         seed=SEED,
