@@ -7,6 +7,7 @@ separate fixture per directory and train the tiny model once per directory.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -57,7 +58,14 @@ def lean_protos(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def model_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """``<root>/dr_grader/1``: the tiny config trained and exported by model/."""
+    """``<root>/dr_grader/1``: the tiny config trained and exported by model/.
+
+    ``TEST_TINY_EXPORT=<root>`` reuses a root that ``tiny_export`` built earlier (development
+    only: several local runs then share one build; CI never sets it).
+    """
+    reused = os.environ.get("TEST_TINY_EXPORT")
+    if reused:
+        return require(Path(reused) / "dr_grader" / "1").parents[1]
     return tiny_export(tmp_path_factory.mktemp("export"))
 
 
