@@ -7,7 +7,7 @@ Checks, in the order a failed release would hurt:
 2. ``assets.extra/model_card.json`` parses as the gateway's ModelCard (name, version, sizes);
 3. the SignatureDefs TF Serving will serve pass the gateway's own readiness check
    (``gateway.backends.signatures.check_signatures``), plus output dtypes/shapes and the
-   ``model_card`` signature (input ``unused`` int32 scalar, output ``model_card`` string);
+   ``model_card`` signature (input ``unused`` int32 [N], output ``model_card`` string [N]);
 4. ``assets.extra/tf_serving_warmup_requests`` is a TFRecord of PredictionLog protos whose
    requests fit the signatures (TF Serving replays at most 1000 of them at load);
 5. ``tf.saved_model.load`` works, the ``model_card`` signature returns the card file, and
@@ -166,8 +166,8 @@ def check_signature_defs(report: Report, defs: dict[str, Any], card: ModelCard) 
         ("explain", "inputs", "image", "DT_UINT8", image),
         ("explain", "outputs", "probabilities", "DT_FLOAT", [-1, 5]),
         ("explain", "outputs", "heatmap", "DT_FLOAT", [-1, -1, -1]),
-        ("model_card", "inputs", "unused", "DT_INT32", []),
-        ("model_card", "outputs", "model_card", "DT_STRING", []),
+        ("model_card", "inputs", "unused", "DT_INT32", [-1]),
+        ("model_card", "outputs", "model_card", "DT_STRING", [-1]),
     ]
     for name, side, key, dtype, dims in contract:
         info = getattr(defs[name], side).get(key)
@@ -268,9 +268,9 @@ def check_predictions(
     if len(functions) != len(SIGNATURES):
         raise ValidationFailed(f"loaded model lacks signatures {set(SIGNATURES) - set(functions)}")
 
-    served_card = functions["model_card"](unused=tf.constant(0, tf.int32))["model_card"]
+    served_card = functions["model_card"](unused=tf.zeros([1], tf.int32))["model_card"]
     file_card = json.loads((report.version_dir / "assets.extra" / "model_card.json").read_text())
-    if json.loads(served_card.numpy().decode()) != file_card:
+    if json.loads(served_card.numpy().reshape(-1)[0].decode()) != file_card:
         report.fail("the model_card signature does not return assets.extra/model_card.json")
     else:
         report.ok("model_card signature")

@@ -181,7 +181,11 @@ class ExportConfig:
     """None = one more than the highest version already under root/model_name."""
     ensemble: bool = True
     """One SavedModel holding every fold (mean of probabilities); False = best fold only."""
-    warmup_records: int = 2
+    warmup_batch_sizes: list[int] | None = None
+    """Batch sizes of the warmup records (one per signature and size); None = what the TF
+    Serving batching configs in k8s/ allow (model.tfserving_batching.default_warmup_batch_sizes)."""
+    warmup_records: int | None = None
+    """Ignored: the old per-image count, still accepted so configs saved before issue 14 load."""
     verify: bool = True
 
 

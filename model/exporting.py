@@ -4,8 +4,10 @@
 so TF Serving never sees a half-written version) with ``assets.extra/model_card.json`` and
 ``assets.extra/tf_serving_warmup_requests``. Verification reloads it with
 ``tf.saved_model.load``, runs both signatures on real preprocessed images from the run's data,
-compares with the Keras ensemble (max |diff| <= 1e-4), checks signature dtypes/shapes, runs
-``saved_model_cli show`` and parses the warmup file. Always runs with the TF backend.
+compares with the Keras ensemble (max |diff| <= 1e-4), checks signature dtypes/shapes and that
+every SignatureDef is batchable (TF Serving runs with ``--enable_batching``), runs
+``saved_model_cli show`` and parses the warmup file (one record per signature and warmup batch
+size). Always runs with the TF backend.
 """
 
 from __future__ import annotations
@@ -33,11 +35,14 @@ from model.ensemble import load_fold_models, load_run_config, selected_folds
 from model.evaluation import headline
 from model.network import backbone_of
 from model.serving import save_serving_model
+from model.tfserving_batching import default_warmup_batch_sizes, signature_problems
 from model.warmup import WARMUP_FILE, read_warmup, write_warmup
 
 log = logging.getLogger(__name__)
 TOLERANCE = 1e-4
-SIGNATURES = ("serving_default", "explain")
+SIGNATURES = ("serving_default", "explain")  # the image signatures
+CARD_SIGNATURE = "model_card"
+WARMUP_SIGNATURES = (*SIGNATURES, CARD_SIGNATURE)  # every signature the gateway calls
 
 
 @dataclass
@@ -88,7 +93,7 @@ def verify_export(
     images: NDArray[np.uint8],
     config: Config,
     thresholds: list[float],
-    warmup_count: int,
+    warmup_batch_sizes: list[int],
 ) -> dict[str, Any]:
     """Reload and check the SavedModel against the Keras ensemble; raises AssertionError."""
     import tensorflow as tf
@@ -160,20 +165,40 @@ def verify_export(
         assert f"signature_def['{name}']" in cli.stdout, f"saved_model_cli does not list {name}"
     checks["saved_model_cli"] = "lists " + ", ".join(SIGNATURES)
 
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    proto = saved_model_pb2.SavedModel()
+    proto.ParseFromString((path / "saved_model.pb").read_bytes())
+    defs = proto.meta_graphs[0].signature_def
+    problems = [p for name in WARMUP_SIGNATURES for p in signature_problems(name, defs[name])]
+    assert not problems, f"not servable with TF Serving batching: {problems}"
+    checks["batching"] = "every signature has a shared batch dimension"
+
     logs = read_warmup(path / "assets.extra" / WARMUP_FILE)
-    assert len(logs) == warmup_count, f"{len(logs)} warmup records, expected {warmup_count}"
+    seen = set()
     for record in logs:
         request = record.predict_log.request  # type: ignore[attr-defined]
-        tensor = request.inputs["image"]
+        name = request.model_spec.signature_name
+        key, dtype, tail = (
+            ("unused", tf.int32, [])
+            if name == CARD_SIGNATURE
+            else ("image", tf.uint8, [size, size, 3])
+        )
+        tensor = request.inputs[key]
         dims = [d.size for d in tensor.tensor_shape.dim]
-        assert tensor.dtype == tf.uint8.as_datatype_enum and dims == [1, size, size, 3], dims
-        assert request.model_spec.signature_name in SIGNATURES
+        assert tensor.dtype == dtype.as_datatype_enum and dims[1:] == tail, (name, dims)
+        seen.add((name, dims[0]))
+    wanted = {(name, b) for name in WARMUP_SIGNATURES for b in warmup_batch_sizes}
+    assert seen == wanted and len(logs) == len(wanted), f"warmup covers {sorted(seen)}"
     checks["warmup_records"] = len(logs)
+    checks["warmup_batch_sizes"] = list(warmup_batch_sizes)
     card_text = (path / "assets.extra" / CARD_FILE).read_text()
     card = json.loads(card_text)
     validate_card(card)
-    served = loaded.signatures["model_card"](unused=tf.constant(0, tf.int32))["model_card"]
-    assert served.numpy().decode() == card_text, "model_card signature differs from the file"
+    for batch in (1, 2):
+        served = loaded.signatures[CARD_SIGNATURE](unused=tf.zeros([batch], tf.int32))
+        rows = [row.decode() for row in served["model_card"].numpy()]
+        assert rows == [card_text] * batch, "model_card signature differs from the file"
     checks["model_card"] = "valid; the model_card signature returns the file"
     return checks
 
@@ -194,7 +219,7 @@ def export_run(run_dir: Path, overrides: list[str] | None = None) -> ExportResul
     thresholds = list(saved.get("thresholds") or DEFAULT_THRESHOLDS)
     data = prepare_data(config, None, progress=False)
     rows = data.test_rows if len(data.test_rows) else data.cv_rows
-    sample = np.asarray(data.images[np.sort(rows[: max(4, x.warmup_records)])], np.uint8)
+    sample = np.asarray(data.images[np.sort(rows[:4])], np.uint8)
 
     model_root = Path(x.root) / x.model_name
     model_root.mkdir(parents=True, exist_ok=True)
@@ -230,15 +255,18 @@ def export_run(run_dir: Path, overrides: list[str] | None = None) -> ExportResul
     extra = staging / "assets.extra"
     extra.mkdir(exist_ok=True)
     (extra / CARD_FILE).write_text(card_json)
-    warmup_count = write_warmup(
-        extra / WARMUP_FILE, sample[: x.warmup_records], x.model_name, SIGNATURES
+    # One place for the batch sizes: the TF Serving batching configs in k8s/, unless the
+    # export config names them (export.warmup_batch_sizes).
+    batch_sizes = list(x.warmup_batch_sizes or default_warmup_batch_sizes())
+    write_warmup(
+        extra / WARMUP_FILE, x.model_name, config.image_size, batch_sizes, WARMUP_SIGNATURES
     )
     staging.rename(final)
     log.info("exported %s (folds %s)", final, folds)
 
     verification = None
     if x.verify:
-        verification = verify_export(final, models, sample, config, thresholds, warmup_count)
+        verification = verify_export(final, models, sample, config, thresholds, batch_sizes)
         verification["path"] = str(final)
         (run_dir / "export_verification.json").write_text(json.dumps(verification, indent=2))
         log.info("verified %s: %s", final, verification)

@@ -6,6 +6,11 @@ Signatures (DESIGN.md):
 - ``explain(image)`` -> ``probabilities`` float32 [N,5] (same values as serving_default) and
   ``heatmap`` float32 [N,h,w] in [0,1]: Grad-CAM of the served grade on the last feature map
   (h = w = S/32 for EfficientNet), averaged over the fold models, max-normalised per image.
+- ``model_card(unused: int32 [N])`` -> ``model_card`` string [N]: the card JSON, one copy per row.
+
+Every input and output has the batch dimension first, shared by inputs and outputs: TF Serving
+runs with ``--enable_batching`` and batches every signature, refusing rank-0 inputs and outputs
+whose 0th dimension is not the (padded) batch size (model/tfserving_batching.py).
 
 Pixels are cast to float32 in the graph and passed as 0..255; the EfficientNet graph rescales
 them itself (never /255). Probabilities = mean over fold models x TTA views, in that order, which
@@ -37,9 +42,11 @@ def save_serving_model(
     """Trace the signatures and write the SavedModel to ``path``.
 
     Besides ``serving_default`` and ``explain``, a ``model_card`` signature (input ``unused``
-    int32 scalar, output ``model_card`` string) returns ``card_json``, the same text as
-    ``assets.extra/model_card.json``: the gateway reads the PreprocessConfig of the exact
-    version it calls from TF Serving itself (TF Serving refuses signatures without inputs).
+    int32 [N], output ``model_card`` string [N]) returns ``card_json``, the same text as
+    ``assets.extra/model_card.json``, once per input row: the gateway reads the
+    PreprocessConfig of the exact version it calls from TF Serving itself (TF Serving refuses
+    signatures without inputs, and with batching on, inputs or outputs without a batch
+    dimension; padding to an allowed batch size adds rows, so the output follows the input).
 
     A plain ``tf.Module`` holding the variables is saved with the two concrete functions as
     its only signatures; this is about 3x faster to write than ``keras.export.ExportArchive``
@@ -105,8 +112,7 @@ def save_serving_model(
         }
 
     def model_card(unused: Any) -> dict[str, Any]:
-        del unused
-        return {"model_card": tf.constant(card_json)}
+        return {"model_card": tf.fill(tf.shape(unused)[:1], tf.constant(card_json))}
 
     module = tf.Module()
     module.model_variables = [v.value for model in models for v in model.weights]
@@ -118,7 +124,7 @@ def save_serving_model(
             explain, input_signature=spec, autograph=False
         ).get_concrete_function(),
         "model_card": tf.function(
-            model_card, input_signature=[tf.TensorSpec([], tf.int32, name="unused")]
+            model_card, input_signature=[tf.TensorSpec([None], tf.int32, name="unused")]
         ).get_concrete_function(),
     }
     options = tf.saved_model.SaveOptions(experimental_custom_gradients=False)

@@ -21,7 +21,11 @@ from gateway.backends.base import (
     Prediction,
     ServedModel,
 )
-from gateway.backends.signatures import check_signatures, prediction_from_outputs
+from gateway.backends.signatures import (
+    check_card_signature,
+    check_signatures,
+    prediction_from_outputs,
+)
 from gateway.errors import ApiError
 from gateway.metrics import GatewayMetrics
 from gateway.model_card import ModelCard
@@ -68,11 +72,13 @@ class LocalBackend:
         loaded = tf.saved_model.load(str(path))
         self._signatures = dict(loaded.signatures)
         self._keepalive = loaded  # signatures need the loaded object alive
-        raw = self._signatures[CARD_SIGNATURE](unused=tf.constant(0, tf.int32))["model_card"]
-        card = ModelCard.parse(raw.numpy())
         proto = saved_model_pb2.SavedModel()
         proto.ParseFromString((path / "saved_model.pb").read_bytes())
-        check_signatures(dict(proto.meta_graphs[0].signature_def), card)
+        defs = dict(proto.meta_graphs[0].signature_def)
+        check_card_signature(defs)
+        rows = self._signatures[CARD_SIGNATURE](unused=tf.zeros([1], tf.int32))["model_card"]
+        card = ModelCard.parse(rows.numpy()[0])
+        check_signatures(defs, card)
         return ServedModel(self._model_name, int(path.name), card)
 
     async def close(self) -> None:

@@ -8,12 +8,28 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from gateway.backends.base import EXPLAIN_SIGNATURE, SERVING_SIGNATURE, Prediction
+from gateway.backends.base import CARD_SIGNATURE, EXPLAIN_SIGNATURE, SERVING_SIGNATURE, Prediction
 from gateway.errors import ApiError
 from gateway.model_card import ModelCard
 from gateway.protos import types_pb2
 
 _SERVING_OUTPUTS = {"probabilities", "grade", "referable_probability"}
+
+
+def check_card_signature(signatures: dict[str, Any]) -> None:
+    """``model_card`` must take ``unused`` int32 [-1] (batchable: TF Serving runs with
+    --enable_batching); an export with the old scalar input gets a clear reason."""
+    signature = signatures.get(CARD_SIGNATURE)
+    if signature is None:
+        raise ApiError("model_mismatch", f"the served model has no {CARD_SIGNATURE!r} signature")
+    unused = signature.inputs.get("unused")
+    dims = None if unused is None else [int(d.size) for d in unused.tensor_shape.dim]
+    if unused is None or unused.dtype != types_pb2.DT_INT32 or dims != [-1]:
+        raise ApiError(
+            "model_mismatch",
+            f"{CARD_SIGNATURE!r} must take 'unused' int32 [-1] (got {dims}); re-export the "
+            "model: TF Serving's batching refuses inputs without a batch dimension",
+        )
 
 
 def check_signatures(signatures: dict[str, Any], card: ModelCard) -> None:

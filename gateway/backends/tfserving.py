@@ -21,7 +21,11 @@ from gateway.backends.base import (
     Prediction,
     ServedModel,
 )
-from gateway.backends.signatures import check_signatures, prediction_from_outputs
+from gateway.backends.signatures import (
+    check_card_signature,
+    check_signatures,
+    prediction_from_outputs,
+)
 from gateway.errors import ApiError, from_grpc
 from gateway.metrics import GatewayMetrics
 from gateway.model_card import ModelCard
@@ -170,6 +174,7 @@ class TFServingBackend:
             raise ApiError("model_mismatch", "model metadata holds no signature_def map")
         card = self._cards.get(version)
         if card is None:
+            check_card_signature(dict(signature_map.signature_def))
             card = await self._fetch_card(version, timeout_s)
             self._cards[version] = card
         check_signatures(dict(signature_map.signature_def), card)
@@ -179,11 +184,15 @@ class TFServingBackend:
         request = predict_pb2.PredictRequest(
             model_spec=self._spec(ModelSelector(version=version), CARD_SIGNATURE)
         )
-        request.inputs["unused"].CopyFrom(to_tensor_proto(np.array(0, dtype=np.int32)))
+        # One row: TF Serving batches every signature, so the input needs a batch dimension.
+        request.inputs["unused"].CopyFrom(to_tensor_proto(np.zeros([1], dtype=np.int32)))
         response = await self._call("model_card", self._predict_stub.Predict, request, timeout_s)
         if "model_card" not in response.outputs:
             raise ApiError("model_mismatch", "model_card signature returned no model_card")
-        raw = from_tensor_proto(response.outputs["model_card"]).reshape(-1)[0]
+        rows = from_tensor_proto(response.outputs["model_card"])
+        if rows.shape != (1,):
+            raise ApiError("model_mismatch", f"model_card returned shape {list(rows.shape)}")
+        raw = rows[0]
         try:
             return ModelCard.parse(raw)
         except ValueError as error:

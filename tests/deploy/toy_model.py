@@ -20,6 +20,7 @@ DEFECTS = (
     "warmup_wrong_input",  # warmup request names an input the signature lacks
     "no_explain",  # explain signature missing
     "float_input",  # image input is float32 instead of uint8
+    "scalar_card",  # model_card takes a rank-0 input (TF Serving's batching refuses it)
 )
 
 
@@ -44,6 +45,9 @@ def build_toy_model(root: Path, version: int = 1, size: int = 32, defect: str = 
     card_json = json.dumps(card, sort_keys=True)
     input_dtype = tf.float32 if defect == "float_input" else tf.uint8
     image_spec = tf.TensorSpec([None, size, size, 3], input_dtype, name="image")
+    # DESIGN.md: int32 [N] -> string [N]; "scalar_card" is the export before issue 14 (rank 0).
+    card_shape = [] if defect == "scalar_card" else [None]
+    card_spec = tf.TensorSpec(card_shape, tf.int32, name="unused")
 
     class Toy(tf.Module):  # type: ignore[misc]
         def __init__(self) -> None:
@@ -77,10 +81,11 @@ def build_toy_model(root: Path, version: int = 1, size: int = 32, defect: str = 
             heat = tf.reduce_mean(pixels, axis=3)[:, ::4, ::4] / 255.0
             return {"probabilities": self._probabilities(image), "heatmap": heat}
 
-        @tf.function(input_signature=[tf.TensorSpec([], tf.int32, name="unused")])  # type: ignore[untyped-decorator]
+        @tf.function(input_signature=[card_spec])  # type: ignore[untyped-decorator]
         def model_card(self, unused: tf.Tensor) -> dict[str, tf.Tensor]:
-            del unused
-            return {"model_card": tf.constant(card_json)}
+            if defect == "scalar_card":
+                return {"model_card": tf.constant(card_json)}
+            return {"model_card": tf.fill(tf.shape(unused)[:1], tf.constant(card_json))}
 
     module = Toy()
     signatures = {"serving_default": module.serve, "model_card": module.model_card}

@@ -10,6 +10,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from tensorflow.core.protobuf import saved_model_pb2
 
 from model.batches import predict_probs
 from model.card import build_card, validate_card
@@ -17,6 +18,15 @@ from model.config import load_config
 from model.decision import predict_grade
 from model.network import OrdinalHead
 from model.serving import save_serving_model
+from model.tfserving_batching import (
+    BATCHING_CONFIGS,
+    default_warmup_batch_sizes,
+    load_batching_parameters,
+    parse_batching_parameters,
+    servable_signatures,
+    signature_problems,
+    warmup_batch_sizes,
+)
 from model.warmup import read_warmup, write_warmup
 
 SIZE = 16
@@ -55,8 +65,15 @@ def test_signatures_match_keras(tmp_path, ordinal, rule, tta):
     save_serving_model(models, SIZE, tta, rule, thresholds, str(path), '{"name": "x"}')
     loaded = tf.saved_model.load(str(path))
     assert {"serving_default", "explain", "model_card"} <= set(loaded.signatures)
-    card = loaded.signatures["model_card"](unused=tf.constant(0, tf.int32))["model_card"]
-    assert json.loads(card.numpy().decode()) == {"name": "x"}
+    # Batchable (TF Serving runs with --enable_batching): one copy of the card per input row.
+    cards = loaded.signatures["model_card"](unused=tf.zeros([3], tf.int32))["model_card"]
+    assert cards.shape == (3,)
+    assert [json.loads(c.decode()) for c in cards.numpy()] == [{"name": "x"}] * 3
+    proto = saved_model_pb2.SavedModel()
+    proto.ParseFromString((path / "saved_model.pb").read_bytes())
+    defs = servable_signatures(proto.meta_graphs[0].signature_def)
+    assert set(defs) == {"serving_default", "explain", "model_card"}
+    assert [p for name in defs for p in signature_problems(name, defs[name])] == []
     images = np.random.default_rng(0).integers(0, 256, (6, SIZE, SIZE, 3), dtype=np.uint8)
     out = {
         k: v.numpy()
@@ -76,15 +93,45 @@ def test_signatures_match_keras(tmp_path, ordinal, rule, tta):
     assert heat.min() >= 0.0 and heat.max() <= 1.0
 
 
-def test_warmup_round_trip(tmp_path):
-    images = np.zeros((2, SIZE, SIZE, 3), np.uint8)
-    n = write_warmup(tmp_path / "w", images, "dr_grader", ["serving_default", "explain"])
+def test_warmup_covers_every_signature_and_batch_size(tmp_path):
+    signatures = ["serving_default", "explain", "model_card"]
+    n = write_warmup(tmp_path / "w", "dr_grader", SIZE, [1, 2, 4, 8], signatures)
     logs = read_warmup(tmp_path / "w")
-    assert n == len(logs) == 4
-    request = logs[0].predict_log.request
-    assert request.model_spec.name == "dr_grader"
-    assert [d.size for d in request.inputs["image"].tensor_shape.dim] == [1, SIZE, SIZE, 3]
-    assert request.inputs["image"].dtype == tf.uint8.as_datatype_enum
+    assert n == len(logs) == 12
+    seen = set()
+    for log in logs:
+        request = log.predict_log.request
+        assert request.model_spec.name == "dr_grader"
+        key = "unused" if request.model_spec.signature_name == "model_card" else "image"
+        array = tf.make_ndarray(request.inputs[key])  # the compact form expands to the shape
+        seen.add((request.model_spec.signature_name, array.shape))
+        assert log.ByteSize() < 200  # a few bytes per record, whatever the batch size
+    assert seen == {
+        (name, (b, SIZE, SIZE, 3) if name != "model_card" else (b,))
+        for name in signatures
+        for b in (1, 2, 4, 8)
+    }
+
+
+def test_warmup_batch_sizes_follow_the_tfserving_batching_configs():
+    """One place: the k8s batching configs; sizes above a max_batch_size would fail the load."""
+    cpu = parse_batching_parameters(
+        "max_batch_size { value: 8 }\nallowed_batch_sizes: 1\n"
+        "allowed_batch_sizes: 2\nallowed_batch_sizes: 4\n"
+        "allowed_batch_sizes: 8\n"
+    )
+    gpu = parse_batching_parameters(
+        "max_batch_size { value: 32 }\nallowed_batch_sizes: 2\n"
+        "allowed_batch_sizes: 16\nallowed_batch_sizes: 32\n"
+    )
+    assert warmup_batch_sizes([cpu, gpu]) == [1, 2, 4, 8]
+    assert warmup_batch_sizes([gpu]) == [2, 16, 32]
+    configs = [load_batching_parameters(path) for path in BATCHING_CONFIGS]
+    sizes = default_warmup_batch_sizes()
+    assert set(configs[0].allowed_batch_sizes) <= set(sizes)  # the base (CPU) profile: all
+    assert max(sizes) <= min(c.max_batch_size for c in configs)
+    with pytest.raises(ValueError):
+        write_warmup(Path("/nonexistent"), "m", SIZE, list(range(1, 400)), ["a", "b", "c"])
 
 
 def test_model_card_schema():
