@@ -53,12 +53,24 @@ class BodyTooLarge(ApiError):
         super().__init__("payload_too_large", f"request body exceeds {limit} bytes")
 
 
-class BodySizeLimitMiddleware:
-    """Refuse bodies above ``limit`` bytes: at once from Content-Length, else while reading."""
+class BodyReadTimeout(ApiError):
+    """Raised from ``receive`` once the body has not arrived within its bound."""
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
+    def __init__(self, timeout_s: float) -> None:
+        super().__init__(
+            "body_read_timeout", f"the request body did not arrive within {timeout_s:g} s"
+        )
+
+
+class BodySizeLimitMiddleware:
+    """Refuse bodies above ``limit`` bytes: at once from Content-Length, else while reading;
+    and bodies that do not arrive within ``read_timeout_s`` of the headers (408; a trickled
+    body would hold a connection and a request slot for as long as the client likes)."""
+
+    def __init__(self, app: ASGIApp, limit: int, read_timeout_s: float | None = None) -> None:
         self.app = app
         self.limit = limit
+        self.read_timeout_s = read_timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -69,17 +81,40 @@ class BodySizeLimitMiddleware:
             await _send_json(send, BodyTooLarge(self.limit))
             return
         received = 0
+        body_done = False
+        timed_out = False
+        loop = asyncio.get_running_loop()
+        deadline = None if self.read_timeout_s is None else loop.time() + self.read_timeout_s
 
         async def limited_receive() -> Message:
-            nonlocal received
-            message = await receive()
+            nonlocal received, body_done, timed_out
+            if body_done or deadline is None:
+                message = await receive()  # after the body: disconnect polling, unbounded
+            else:
+                try:
+                    async with asyncio.timeout_at(deadline):
+                        message = await receive()
+                except TimeoutError:
+                    timed_out = True
+                    raise BodyReadTimeout(self.read_timeout_s or 0.0) from None
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.limit:
                     raise BodyTooLarge(self.limit)
+                body_done = not message.get("more_body", False)
             return message
 
-        await self.app(scope, limited_receive, send)
+        async def closing_send(message: Message) -> None:
+            # After a body timeout the rest of the body may still come: do not keep the
+            # connection for another request.
+            if timed_out and message["type"] == "http.response.start":
+                message = {
+                    **message,
+                    "headers": [*message.get("headers", []), (b"connection", b"close")],
+                }
+            await send(message)
+
+        await self.app(scope, limited_receive, closing_send)
 
 
 async def _send_json(send: Send, error: ApiError) -> None:

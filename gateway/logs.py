@@ -7,11 +7,13 @@ model versions. Messages from libraries go through the same formatter.
 from __future__ import annotations
 
 import contextvars
+import ipaddress
 import json
 import logging
 import sys
 import time
 import traceback
+from collections.abc import Mapping
 from typing import Any
 
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
@@ -25,9 +27,13 @@ _EXTRA_FIELDS = (
     "error_code",
     "model_version",
     "client",
+    "peer",
+    "forwarded_for",
     "images",
     "gradable",
     "event",
+    "outcomes",
+    "refusals",
 )
 
 
@@ -70,3 +76,24 @@ def configure_logging(level: str) -> None:
         logger.handlers[:] = []
         logger.propagate = True
     logging.getLogger("uvicorn.access").disabled = True  # the gateway logs each request itself
+
+
+def peer_fields(scope: Mapping[str, Any], headers: Mapping[bytes, bytes]) -> dict[str, str]:
+    """``peer`` (the TCP client) and ``forwarded_for`` (the last X-Forwarded-For entry, the one
+    the ALB appends), each only when it is a valid IP address: never free text from a client."""
+    fields: dict[str, str] = {}
+    client = scope.get("client")
+    if client and _is_ip(str(client[0])):
+        fields["peer"] = str(client[0])
+    forwarded = headers.get(b"x-forwarded-for", b"").decode("latin-1").rsplit(",", 1)[-1].strip()
+    if _is_ip(forwarded):
+        fields["forwarded_for"] = forwarded
+    return fields
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True

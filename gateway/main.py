@@ -15,19 +15,19 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway.api.routes import dicomweb, exams, grade, health, metrics, results, ui
+from gateway.api.routes import dicomweb, docs, exams, grade, health, metrics, results, ui
 from gateway.auth import ApiKeyStore
 from gateway.backends.base import ModelBackend
 from gateway.errors import ApiError
 from gateway.grading import GradingService
 from gateway.limits import BodySizeLimitMiddleware
-from gateway.logs import request_id_var
+from gateway.logs import peer_fields, request_id_var
 from gateway.metrics import GatewayMetrics
 from gateway.pacs.intake import PacsIntake
 from gateway.settings import Settings
 
 logger = logging.getLogger("gateway")
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 MULTIPART_OVERHEAD = 64 * 1024
 """Room for multipart headers/boundaries and a second eye on top of the image limit."""
 
@@ -100,7 +100,8 @@ class RequestContextMiddleware:
             return
         headers = dict(scope.get("headers", []))
         incoming = headers.get(b"x-request-id", b"").decode("latin-1")
-        request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        # Echo a client's id only in a safe form (it lands in logs and response headers).
+        request_id = incoming if _REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = request_id
         token = request_id_var.set(request_id)
         status = 500
@@ -137,6 +138,9 @@ class RequestContextMiddleware:
                     "duration_ms": round(elapsed * 1000, 2),
                     "error_code": error_code,
                     "client": state.get("client"),
+                    # Who was refused (no patient data): the TCP peer and, behind the ALB,
+                    # the address the ALB appended to X-Forwarded-For.
+                    **(peer_fields(scope, headers) if status in (401, 403) else {}),
                 },
             )
             request_id_var.reset(token)
@@ -197,6 +201,8 @@ def create_app(settings: Settings) -> FastAPI:
             "Results are decision support, not a diagnosis."
         ),
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.metrics = GatewayMetrics()
@@ -213,9 +219,16 @@ def create_app(settings: Settings) -> FastAPI:
         dicomweb.router,
         results.router,
         ui.router,
+        *((docs.router,) if settings.docs_served else ()),
     ):
         app.include_router(router)
     install_error_handlers(app)
-    app.add_middleware(BodySizeLimitMiddleware, limit=body_limit(settings.max_upload_bytes))
+    app.add_middleware(
+        BodySizeLimitMiddleware,
+        limit=body_limit(settings.max_upload_bytes),
+        read_timeout_s=min(settings.body_read_timeout_s, settings.request_timeout_s),
+    )
+    if settings.metrics_port is not None:
+        app.add_middleware(metrics.MetricsPortMiddleware, metrics_port=settings.metrics_port)
     app.add_middleware(RequestContextMiddleware, metrics=app.state.metrics)
     return app
