@@ -50,7 +50,26 @@ class Settings(BaseSettings):
     backend_retry_attempts: int = Field(3, ge=1, le=10)
     backend_retry_backoff_s: float = Field(0.05, ge=0)
     readiness_cache_s: float = Field(2.0, ge=0)
-    shutdown_grace_s: float = Field(25.0, ge=0)
+    shutdown_grace_s: float = Field(
+        35.0, ge=0, description="drain after SIGTERM; must exceed request_timeout_s"
+    )
+    # HTTP connection limits (gateway/http_limits.py; issue 14 findings 3 and 5).
+    max_header_bytes: int = Field(32 * 1024, ge=1024, le=1024 * 1024)
+    max_header_count: int = Field(100, ge=8, le=1000)
+    header_read_timeout_s: float = Field(10.0, gt=0)
+    keep_alive_timeout_s: int = Field(
+        65, ge=1, description="longer than the ALB's 60 s idle timeout (no 502 on reuse)"
+    )
+    body_read_timeout_s: float = Field(
+        20.0,
+        gt=0,
+        description="a request body must arrive within this (capped by request_timeout_s)",
+    )
+    max_connections: int = Field(1000, ge=1)
+    metrics_port: int | None = Field(
+        None, ge=1, le=65535, description="serve /metrics here only (not on port)"
+    )
+    docs_enabled: bool | None = Field(None, description="/docs; default: development only")
     heatmap_opacity: float = Field(0.45, ge=0.0, le=1.0)
 
     # PACS round trip (gateway/pacs, pacs/README.md): off unless enabled.
@@ -89,6 +108,25 @@ class Settings(BaseSettings):
         if self.api_keys_file is not None and not self.api_keys_file.is_file():
             raise ValueError(f"DRG_API_KEYS_FILE {self.api_keys_file} does not exist")
         return self
+
+    @model_validator(mode="after")
+    def _check_timeouts(self) -> Settings:
+        # The drain must outlive the longest request, or SIGTERM cuts requests off mid-way.
+        if self.shutdown_grace_s <= self.request_timeout_s:
+            raise ValueError(
+                f"DRG_SHUTDOWN_GRACE_S ({self.shutdown_grace_s}) must be greater than "
+                f"DRG_REQUEST_TIMEOUT_S ({self.request_timeout_s})"
+            )
+        if self.metrics_port is not None and self.metrics_port == self.port:
+            raise ValueError("DRG_METRICS_PORT must differ from DRG_PORT")
+        return self
+
+    @property
+    def docs_served(self) -> bool:
+        """Whether /docs is served (the OpenAPI JSON always is)."""
+        if self.docs_enabled is None:
+            return self.environment == "development"
+        return self.docs_enabled
 
     @model_validator(mode="after")
     def _check_pacs(self) -> Settings:
