@@ -88,6 +88,7 @@ class SigtermPlan:
     after_s: float = 3.0
     predict_delay_s: float = 1.0
     shutdown_grace_s: float = 10.0
+    request_timeout_s: float = 8.0  # the drain must outlive it (Settings refuses otherwise)
     min_interval_s: float = 0.1
     exit_margin_s: float = 3.0
 
@@ -418,6 +419,7 @@ def run_sigterm(
         server=server,
         max_concurrent_inferences=str(plan.concurrency),
         shutdown_grace_s=str(plan.shutdown_grace_s),
+        request_timeout_s=str(plan.request_timeout_s),
         lean_protos=lean_protos,
     ) as stack:
         return asyncio.run(sigterm_scenario(stack, plan))

@@ -21,6 +21,7 @@ PERF_FIELDS = {
     "log_level": "WARNING",
     "backend_timeout_s": SLOW_MODEL_TIMEOUT_S,
     "request_timeout_s": SLOW_MODEL_TIMEOUT_S,
+    "shutdown_grace_s": str(int(SLOW_MODEL_TIMEOUT_S) + 5),  # must exceed the request timeout
 }
 """Gateway Settings of the performance benches: 8 concurrent inferences, quiet logs, long
 timeouts (the stack is measured, not its deadlines)."""

@@ -64,6 +64,7 @@ def demo(model_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator
             # The first Grad-CAM call of a cold in-process model can take >10 s on a busy CI box.
             "DRG_BACKEND_TIMEOUT_S": "60",
             "DRG_REQUEST_TIMEOUT_S": "90",
+            "DRG_SHUTDOWN_GRACE_S": "95",  # must exceed the request timeout
         },
         lean_protos=Path("/nonexistent"),
         log_path=tmp_path_factory.mktemp("gw-demo") / "gateway.log",
