@@ -4,7 +4,9 @@ Key file (DRG_API_KEYS_FILE), one client per line, ``#`` comments:
 
     <client-name> sha256:<hex digest of the key> [scope,scope]
 
-Scopes: ``grade`` (the /v1 routes) and ``pacs`` (DICOMweb intake); none listed = all.
+Scopes: ``grade`` (the /v1 routes), ``pacs`` (DICOMweb intake; reads the results of what that
+client sent) and ``results:read`` (reads every PACS result: admins); none listed = ``grade`` and
+``pacs`` (``results:read`` is never implied: it must be listed).
 Keys are random 256-bit tokens, so a plain SHA-256 is enough (no password stretching needed).
 Create one with ``python -m gateway.auth new-key --name pacs-1 --scopes pacs >> keys.txt``; the
 key itself is printed once on stderr. Send it as ``Authorization: Bearer <key>`` or
@@ -24,7 +26,9 @@ from pathlib import Path
 
 from gateway.errors import ApiError
 
-SCOPES = frozenset({"grade", "pacs"})
+SCOPES = frozenset({"grade", "pacs", "results:read"})
+DEFAULT_SCOPES = frozenset({"grade", "pacs"})
+"""Of a key-file line without scopes (what "all" meant before ``results:read`` existed)."""
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _HASH = re.compile(r"^sha256:([0-9a-f]{64})$")
 
@@ -67,7 +71,7 @@ class ApiKeyStore:
             parts = line.split()
             if len(parts) not in (2, 3) or not _NAME.match(parts[0]) or not _HASH.match(parts[1]):
                 raise ValueError(f"{path}:{number}: expected '<name> sha256:<hex> [scopes]'")
-            scopes = frozenset(parts[2].split(",")) if len(parts) == 3 else SCOPES
+            scopes = frozenset(parts[2].split(",")) if len(parts) == 3 else DEFAULT_SCOPES
             if not scopes <= SCOPES:
                 raise ValueError(f"{path}:{number}: unknown scopes {sorted(scopes - SCOPES)}")
             digest = bytes.fromhex(parts[1].removeprefix("sha256:"))

@@ -91,6 +91,11 @@ class GradingService:
         self._resolved: dict[ModelSelector, tuple[float, ServedModel]] = {}
         self._ready: tuple[float, ServedModel] | None = None
 
+    @property
+    def limiter(self) -> InferenceLimiter:
+        """The inference budget; other CPU-heavy request work (STOW-RS parsing) shares it."""
+        return self._limiter
+
     def default_selector(self) -> ModelSelector:
         """The version or label the gateway is configured for."""
         return ModelSelector(self._settings.model_version, self._settings.model_label)

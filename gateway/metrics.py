@@ -116,7 +116,7 @@ class GatewayMetrics:
         self.ready = Gauge("drg_ready", "1 when /readyz last answered ready.", registry=r)
         self.pacs_instances = Counter(
             "drg_pacs_instances_total",
-            "STOW-RS instances by outcome: graded, ungradable, duplicate, refused.",
+            "STOW-RS instances by outcome: graded, ungradable, duplicate, conflict, refused.",
             ["outcome"],
             registry=r,
         )
@@ -140,7 +140,7 @@ class GatewayMetrics:
             "Age of the oldest result not yet accepted by the PACS (0 when none).",
             registry=r,
         )
-        for outcome in ("graded", "ungradable", "duplicate", "refused"):
+        for outcome in ("graded", "ungradable", "duplicate", "conflict", "refused"):
             self.pacs_instances.labels(outcome=outcome)
         for result in ("delivered", "refused", "unavailable"):
             self.pacs_deliveries.labels(result=result)

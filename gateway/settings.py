@@ -84,6 +84,9 @@ class Settings(BaseSettings):
     pacs_timeout_s: float = Field(30.0, gt=0)
     pacs_retry_initial_s: float = Field(2.0, gt=0)
     pacs_retry_max_s: float = Field(300.0, gt=0)
+    pacs_max_parts: int = Field(
+        20, ge=1, le=1000, description="instances per STOW-RS request; more: 413 too_many_parts"
+    )
 
     @model_validator(mode="before")
     @classmethod

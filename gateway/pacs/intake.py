@@ -1,7 +1,14 @@
 """The PACS dataplane: one received DICOM instance -> grade -> SR -> outbox, independent of HTTP.
 
 Patient and study attributes stay inside the parsed dataset and the SR bytes; log lines,
-metric labels and error messages carry only codes, counts and model versions.
+metric labels and error messages carry only codes, counts, client names and model versions:
+one summary line per STOW-RS request (counts by outcome), one warning per content conflict.
+
+Bounded work per request: the parts were counted by ``stow.split_body``; each part is parsed in
+a worker thread under the inference limiter's slot (the same budget as gradings, so hostile
+bodies cannot starve them) with a bounded number of reads (``gateway.pacs.dataset``); the
+request has one deadline, and instances not finished by then fail with ``request_timeout``
+(the PACS resends them) while those already graded stay stored.
 """
 
 from __future__ import annotations
@@ -9,22 +16,25 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from pydicom.dataset import Dataset
 from pydicom.uid import UID
 
-from fundus.dicom import GRADABLE_SOP_CLASSES, read_dataset
+from fundus.dicom import GRADABLE_SOP_CLASSES
 from fundus.errors import FundusError
 from gateway import clinical
 from gateway.api.responses import eye_result
 from gateway.backends.base import ModelSelector, ServedModel
 from gateway.errors import ApiError, from_fundus
 from gateway.grading import EyeOutcome, GradingService, ImageInput
+from gateway.limits import InferenceLimiter
 from gateway.metrics import GatewayMetrics
-from gateway.pacs import sr, stow
-from gateway.pacs.outbox import Outbox, OutboxRow
+from gateway.pacs import dataset, sr, stow
+from gateway.pacs.outbox import Outbox, OutboxRow, compare
 from gateway.pacs.stow import InstanceResult
 from gateway.pacs.worker import DeliveryWorker
 from gateway.settings import Settings
@@ -33,6 +43,14 @@ if TYPE_CHECKING:
     from gateway.pacs.client import StowClient
 
 logger = logging.getLogger("gateway.pacs")
+
+
+@dataclass
+class _Uids:
+    """What is known of a part for its STOW-RS verdict (unknown until it parses)."""
+
+    sop_class: str | None = None
+    sop_uid: str | None = None
 
 
 class PacsIntake:
@@ -75,6 +93,11 @@ class PacsIntake:
             )
         return cls(grading, outbox, worker, metrics, settings)
 
+    @property
+    def limiter(self) -> InferenceLimiter:
+        """The grading service's inference limiter (STOW-RS parsing holds its slots too)."""
+        return self._grading.limiter
+
     async def close(self) -> None:
         """Stop the worker (pending rows stay in the outbox) and close the database."""
         if self._worker is not None:
@@ -85,47 +108,108 @@ class PacsIntake:
         """The stored result of a source instance."""
         return await asyncio.to_thread(self.outbox.get, sop_instance_uid)
 
-    async def store(self, data: bytes, selector: ModelSelector) -> InstanceResult:
-        """Grade one instance and queue its SR; every failure becomes a STOW-RS failure item."""
-        sop_class: str | None = None
-        sop_uid: str | None = None
+    async def store_all(
+        self,
+        instances: list[bytes],
+        selector: ModelSelector,
+        sender: str | None,
+        deadline: float,
+    ) -> list[InstanceResult]:
+        """Store the instances of one request in order; log one summary line."""
+        started = time.perf_counter()
+        outcomes: Counter[str] = Counter()
+        refusals: Counter[str] = Counter()
+        results = []
+        for data in instances:
+            result, outcome = await self.store(data, selector, sender, deadline)
+            results.append(result)
+            outcomes[outcome] += 1
+            if result.error_code and outcome == "refused":
+                refusals[result.error_code] += 1
+        logger.info(
+            "STOW-RS request stored",
+            extra={
+                "event": "pacs_stow",
+                "client": sender,
+                "images": len(instances),
+                "status": stow.response_status(results),
+                "outcomes": dict(outcomes),
+                "refusals": dict(refusals) or None,
+                "duration_ms": round((time.perf_counter() - started) * 1000, 1),
+            },
+        )
+        return results
+
+    async def store(
+        self, data: bytes, selector: ModelSelector, sender: str | None, deadline: float
+    ) -> tuple[InstanceResult, str]:
+        """Grade one instance and queue its SR: (STOW-RS verdict, metrics outcome)."""
+        parsed = _Uids()  # filled in once the part is parsed
         try:
-            source = await asyncio.to_thread(read_dataset, data)
-            sop_class, sop_uid, _, _ = sr.source_uids(source)
-            _check_uids(sop_class, sop_uid)
-            if sop_class not in GRADABLE_SOP_CLASSES:
-                raise ApiError(
-                    "dicom_unsupported_sop_class",
-                    f"SOP class {sop_class} is not a fundus photograph; accepted: "
-                    + ", ".join(sorted(GRADABLE_SOP_CLASSES.values())),
-                )
-            outcome = await self._store_valid(source, data, sop_uid, selector)
+            async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+                outcome = await self._store(data, selector, sender, deadline, parsed)
+        except TimeoutError:
+            error = ApiError("request_timeout", "the request deadline passed; send it again")
+            return self._refused(parsed, error), "refused"
         except FundusError as error:
-            return self._refused(sop_class, sop_uid, from_fundus(error))
+            return self._refused(parsed, from_fundus(error)), "refused"
         except sr.SourceError as error:
-            return self._refused(sop_class, sop_uid, ApiError("invalid_image", str(error)))
+            return self._refused(parsed, ApiError("invalid_image", str(error))), "refused"
         except ApiError as error:
-            return self._refused(sop_class, sop_uid, error)
+            if error.code == "instance_conflict":
+                self._metrics.pacs_instances.labels(outcome="conflict").inc()
+                return self._failure(parsed, error), "conflict"
+            return self._refused(parsed, error), "refused"
         except Exception as error:  # a bug: log type and place only (values could be PHI)
             logger.error(
                 "PACS intake failed", exc_info=error, extra={"error_code": "internal_error"}
             )
-            return self._refused(
-                sop_class, sop_uid, ApiError("internal_error", "unexpected gateway error")
-            )
+            error = ApiError("internal_error", "unexpected gateway error")
+            return self._refused(parsed, error), "refused"
         self._metrics.pacs_instances.labels(outcome=outcome).inc()
-        return InstanceResult(sop_class, sop_uid)
+        return InstanceResult(parsed.sop_class, parsed.sop_uid), outcome
+
+    async def _store(
+        self,
+        data: bytes,
+        selector: ModelSelector,
+        sender: str | None,
+        deadline: float,
+        parsed: _Uids,
+    ) -> str:
+        async with self.limiter.slot():
+            source, digest = await asyncio.to_thread(_parse, data)
+        sop_class, sop_uid, _, _ = sr.source_uids(source)
+        parsed.sop_class, parsed.sop_uid = sop_class, sop_uid
+        _check_uids(sop_class, sop_uid)
+        if sop_class not in GRADABLE_SOP_CLASSES:
+            raise ApiError(
+                "dicom_unsupported_sop_class",
+                f"SOP class {sop_class} is not a fundus photograph; accepted: "
+                + ", ".join(sorted(GRADABLE_SOP_CLASSES.values())),
+            )
+        return await self._store_valid(source, data, sop_uid, digest, selector, sender, deadline)
 
     async def _store_valid(
-        self, source: Dataset, data: bytes, sop_uid: str, selector: ModelSelector
+        self,
+        source: Dataset,
+        data: bytes,
+        sop_uid: str,
+        digest: str,
+        selector: ModelSelector,
+        sender: str | None,
+        deadline: float,
     ) -> str:
         """Grade (unless already graded by this model version) and queue; return the outcome."""
-        deadline = time.monotonic() + self._settings.request_timeout_s
         served = await self._grading.resolve(selector, self._settings.backend_timeout_s)
         existing = await asyncio.to_thread(self.outbox.get, sop_uid)
-        if _same_model(existing, served):
-            self._notify()
-            return "duplicate"
+        if existing is not None:
+            known = compare(existing.content_sha256, digest, _same_model(existing, served))
+            if known == "conflict":
+                raise self._conflict(existing, sender)
+            if known == "duplicate":
+                self._notify()
+                return "duplicate"
         graded = await self._grading.grade(
             [ImageInput(data, "instance")], selector, explain=False, deadline=deadline
         )
@@ -142,32 +226,46 @@ class PacsIntake:
             str(sr_dataset.SOPInstanceUID),
             result,
             sr_bytes,
+            sender=sender,
+            content_sha256=digest,
         )
         self._notify()
-        if not stored:
+        if stored == "conflict":  # another request stored other content meanwhile
+            raise self._conflict(await asyncio.to_thread(self.outbox.get, sop_uid), sender)
+        if stored == "duplicate":
             return "duplicate"
-        logger.info(
-            "instance graded; SR queued",
-            extra={
-                "event": "pacs_graded",
-                "gradable": eye.preprocessed.quality.gradable,
-                "model_version": graded.served.version,
-            },
-        )
         return "graded" if eye.preprocessed.quality.gradable else "ungradable"
+
+    def _conflict(self, existing: OutboxRow | None, sender: str | None) -> ApiError:
+        """Log the conflict (client names only: no UID, no patient data) and build its error."""
+        owner = existing.sender if existing is not None else None
+        logger.warning(
+            "SOP Instance UID already received with different content; refused (first "
+            f"sender: {owner or 'unknown'})",
+            extra={"event": "pacs_conflict", "client": sender, "error_code": "instance_conflict"},
+        )
+        return ApiError(
+            "instance_conflict",
+            "this SOP Instance UID was already received with different content (pixels, "
+            "patient or study attributes); the first result stands",
+        )
 
     def _notify(self) -> None:
         if self._worker is not None:
             self._worker.notify()
 
-    def _refused(
-        self, sop_class: str | None, sop_uid: str | None, error: ApiError
-    ) -> InstanceResult:
+    def _refused(self, parsed: _Uids, error: ApiError) -> InstanceResult:
         self._metrics.pacs_instances.labels(outcome="refused").inc()
+        return self._failure(parsed, error)
+
+    def _failure(self, parsed: _Uids, error: ApiError) -> InstanceResult:
         self._metrics.errors.labels(code=error.code).inc()
-        logger.info("instance refused", extra={"event": "pacs_refused", "error_code": error.code})
         return InstanceResult(
-            sop_class, sop_uid, stow.failure_reason(error.code), error.code, error.message
+            parsed.sop_class,
+            parsed.sop_uid,
+            stow.failure_reason(error.code),
+            error.code,
+            error.message,
         )
 
 
@@ -192,6 +290,12 @@ def stow_client(settings: Settings) -> StowClient:
         bearer=bearer,
         verify=verify,
     )
+
+
+def _parse(data: bytes) -> tuple[Dataset, str]:
+    """Parse a part (bounded) and digest its content; runs in a worker thread."""
+    source = dataset.read_instance(data)
+    return source, dataset.content_digest(source)
 
 
 def _check_uids(*uids: str) -> None:

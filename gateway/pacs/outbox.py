@@ -1,10 +1,17 @@
 """The durable outbox: one SQLite row per graded source instance, kept until the PACS accepts it.
 
 Rows are keyed by the source SOP Instance UID. A row holds the JSON result (served by
-``GET /v1/results/{uid}``, no patient data) and, until delivery, the SR bytes. The STOW-RS
-response is sent only after the row is committed (WAL, ``synchronous=FULL``), so a result the
-PACS was told about survives a crash or restart. After delivery the SR bytes are dropped: the
-PACS is the system of record and the gateway keeps no patient data at rest longer than needed.
+``GET /v1/results/{uid}``, no patient data), the API client that sent the instance, the digest
+of its content (``gateway.pacs.dataset.content_digest``) and, until delivery, the SR bytes.
+The STOW-RS response is sent only after the row is committed (WAL, ``synchronous=FULL``), so a
+result the PACS was told about survives a crash or restart. After delivery the SR bytes are
+dropped: the PACS is the system of record and the gateway keeps no patient data at rest longer
+than needed.
+
+Schema version 2 (``PRAGMA user_version``) added ``sender`` and ``content_sha256``; a version 1
+file is migrated in place on open (its rows keep NULL there: readable with ``results:read``
+only, and a resend of one is taken as the same content, as version 1 did). A file from a newer
+gateway is refused.
 
 All methods are blocking; async callers run them with ``asyncio.to_thread``.
 """
@@ -20,6 +27,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 Status = Literal["pending", "delivered"]
+PutOutcome = Literal["stored", "duplicate", "conflict"]
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS results (
@@ -34,7 +43,9 @@ CREATE TABLE IF NOT EXISTS results (
     next_attempt_at  REAL NOT NULL,
     last_error       TEXT,
     created_at       REAL NOT NULL,
-    delivered_at     REAL
+    delivered_at     REAL,
+    sender           TEXT,
+    content_sha256   TEXT
 );
 CREATE INDEX IF NOT EXISTS results_due ON results (status, next_attempt_at);
 """
@@ -55,6 +66,8 @@ class OutboxRow:
     last_error: str | None
     created_at: float
     delivered_at: float | None
+    sender: str | None = None
+    content_sha256: str | None = None
 
 
 @dataclass(frozen=True)
@@ -78,7 +91,25 @@ class Outbox:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA busy_timeout=5000")
+        self._migrate()
+
+    def _migrate(self) -> None:
+        """Create the schema, or bring a version 1 file to version 2 (two nullable columns)."""
+        version = int(self._db.execute("PRAGMA user_version").fetchone()[0])
+        if version > SCHEMA_VERSION:
+            self._db.close()
+            raise RuntimeError(
+                f"outbox {self.path} has schema version {version}, newer than this gateway's "
+                f"{SCHEMA_VERSION}: run the newer gateway, or move the file away"
+            )
         self._db.executescript(_SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(results)")}
+        with self._db:  # one transaction: both columns or neither
+            self._db.execute("BEGIN IMMEDIATE")
+            for column in ("sender", "content_sha256"):
+                if column not in columns:
+                    self._db.execute(f"ALTER TABLE results ADD COLUMN {column} TEXT")
+            self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def close(self) -> None:
         """Close the database."""
@@ -90,8 +121,8 @@ class Outbox:
         with self._lock:
             row = self._db.execute(
                 "SELECT source_sop_uid, model_name, model_version, sr_sop_uid, result_json, "
-                "status, attempts, next_attempt_at, last_error, created_at, delivered_at "
-                "FROM results WHERE source_sop_uid = ?",
+                "status, attempts, next_attempt_at, last_error, created_at, delivered_at, "
+                "sender, content_sha256 FROM results WHERE source_sop_uid = ?",
                 (source_sop_uid,),
             ).fetchone()
         if row is None:
@@ -108,6 +139,8 @@ class Outbox:
             last_error=row[8],
             created_at=row[9],
             delivered_at=row[10],
+            sender=row[11],
+            content_sha256=row[12],
         )
 
     def put(
@@ -118,38 +151,69 @@ class Outbox:
         sr_sop_uid: str,
         result: dict[str, Any],
         sr_bytes: bytes,
-    ) -> bool:
-        """Store a new pending result; True if stored, False if this exact result existed.
+        *,
+        sender: str | None,
+        content_sha256: str,
+    ) -> PutOutcome:
+        """Store a new pending result, decided atomically against the row already there.
 
-        A row for the same source and model version is never replaced (idempotency: the
-        first SR wins); a different model version replaces it with a new pending SR.
+        ``conflict``: the UID was stored with other content (nothing changes: the first SR
+        stands, and no SR is ever built from mixed data). ``duplicate``: same content, same
+        model version (idempotent resend). ``stored``: new, or same content graded by another
+        model version (that replaces the row with a new pending SR; the sender stays).
         """
         now = time.time()
-        with self._lock:
-            cursor = self._db.execute(
-                "INSERT INTO results (source_sop_uid, model_name, model_version, sr_sop_uid, "
-                "result_json, sr_bytes, status, attempts, next_attempt_at, created_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?) "
-                "ON CONFLICT (source_sop_uid) DO UPDATE SET "
-                "model_name = excluded.model_name, model_version = excluded.model_version, "
-                "sr_sop_uid = excluded.sr_sop_uid, result_json = excluded.result_json, "
-                "sr_bytes = excluded.sr_bytes, status = 'pending', attempts = 0, "
-                "next_attempt_at = excluded.next_attempt_at, last_error = NULL, "
-                "created_at = excluded.created_at, delivered_at = NULL "
-                "WHERE results.model_name != excluded.model_name "
-                "OR results.model_version != excluded.model_version",
+        document = json.dumps(result, separators=(",", ":"))
+        with self._lock, self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            existing = self._db.execute(
+                "SELECT model_name, model_version, content_sha256 FROM results "
+                "WHERE source_sop_uid = ?",
+                (source_sop_uid,),
+            ).fetchone()
+            if existing is None:
+                self._db.execute(
+                    "INSERT INTO results (source_sop_uid, model_name, model_version, "
+                    "sr_sop_uid, result_json, sr_bytes, status, attempts, next_attempt_at, "
+                    "created_at, sender, content_sha256) "
+                    "VALUES (?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?, ?)",
+                    (
+                        source_sop_uid,
+                        model_name,
+                        model_version,
+                        sr_sop_uid,
+                        document,
+                        sr_bytes,
+                        now,
+                        now,
+                        sender,
+                        content_sha256,
+                    ),
+                )
+                return "stored"
+            same_model = (existing[0], existing[1]) == (model_name, model_version)
+            outcome = compare(existing[2], content_sha256, same_model)
+            if outcome != "stored":
+                return outcome
+            self._db.execute(
+                "UPDATE results SET model_name = ?, model_version = ?, sr_sop_uid = ?, "
+                "result_json = ?, sr_bytes = ?, status = 'pending', attempts = 0, "
+                "next_attempt_at = ?, last_error = NULL, created_at = ?, delivered_at = NULL, "
+                "sender = COALESCE(sender, ?), content_sha256 = ? WHERE source_sop_uid = ?",
                 (
-                    source_sop_uid,
                     model_name,
                     model_version,
                     sr_sop_uid,
-                    json.dumps(result, separators=(",", ":")),
+                    document,
                     sr_bytes,
                     now,
                     now,
+                    sender,
+                    content_sha256,
+                    source_sop_uid,
                 ),
             )
-            return cursor.rowcount > 0
+            return "stored"
 
     def due(self, now: float, limit: int) -> list[Delivery]:
         """Pending results whose next attempt is due, oldest first."""
@@ -198,3 +262,10 @@ class Outbox:
                 "SELECT COUNT(*), MIN(created_at) FROM results WHERE status = 'pending'"
             ).fetchone()
         return int(row[0]), (None if row[1] is None else float(row[1]))
+
+
+def compare(stored_sha256: str | None, content_sha256: str, same_model: bool) -> PutOutcome:
+    """What a resend is, given the stored row's digest (None: a schema version 1 row)."""
+    if stored_sha256 is not None and stored_sha256 != content_sha256:
+        return "conflict"
+    return "duplicate" if same_model else "stored"

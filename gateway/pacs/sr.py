@@ -64,6 +64,9 @@ _OPTIONAL = (
     "IssuerOfAccessionNumberSequence",
 )
 """Copied when present; the Type 2 attributes above are copied or sent empty."""
+COPIED_ATTRIBUTES = (*_PATIENT, *_STUDY, *_OPTIONAL)
+"""Every source attribute the SR carries (part of an instance's content digest)."""
+COPIED_SEQUENCES = tuple(keyword for keyword in _OPTIONAL if keyword.endswith("Sequence"))
 
 
 class SourceError(ValueError):

@@ -26,6 +26,9 @@ OUT_OF_RESOURCES = 0xA700
 DATASET_DOES_NOT_MATCH_SOP_CLASS = 0xA900
 CANNOT_UNDERSTAND = 0xC000
 TRANSFER_SYNTAX_NOT_SUPPORTED = 0xC122
+DUPLICATE_SOP_INSTANCE = 0x0111
+"""PS3.7 C.4 "Duplicate SOP Instance": the UID is already registered (here: with other content).
+PS3.18 I.2.2 allows codes beyond its table; none of its own means "already exists"."""
 
 FAILURE_REASONS: dict[str, int] = {
     "dicom_unsupported_sop_class": SOP_CLASS_NOT_SUPPORTED,
@@ -43,6 +46,7 @@ FAILURE_REASONS: dict[str, int] = {
     "payload_too_large": OUT_OF_RESOURCES,
     "overloaded": OUT_OF_RESOURCES,
     "backend_overloaded": OUT_OF_RESOURCES,
+    "instance_conflict": DUPLICATE_SOP_INSTANCE,
 }
 """Gateway error code -> STOW-RS Failure Reason; anything else is a processing failure."""
 
@@ -62,11 +66,13 @@ def failure_reason(error_code: str) -> int:
     return FAILURE_REASONS.get(error_code, PROCESSING_FAILURE)
 
 
-def split_body(content_type_header: str, body: bytes) -> list[bytes]:
+def split_body(content_type_header: str, body: bytes, max_parts: int) -> list[bytes]:
     """The DICOM instances of a STOW-RS request body.
 
     ``multipart/related`` is split into its parts (each must be ``application/dicom``);
-    anything else is taken as one raw instance whatever the declared type.
+    anything else is taken as one raw instance whatever the declared type. More than
+    ``max_parts`` parts: 413 ``too_many_parts`` as soon as part ``max_parts + 1`` is found (the
+    rest of the body is not scanned).
     """
     main_type = content_type_header.split(";", 1)[0].strip().lower()
     if not body:
@@ -83,10 +89,10 @@ def split_body(content_type_header: str, body: bytes) -> list[bytes]:
     match = _BOUNDARY.search(content_type_header)
     if not match:
         raise ApiError("malformed_request", "multipart/related without a boundary parameter")
-    return _parts(body, match.group(1).strip().encode("latin-1"))
+    return _parts(body, match.group(1).strip().encode("latin-1"), max_parts)
 
 
-def _parts(body: bytes, boundary: bytes) -> list[bytes]:
+def _parts(body: bytes, boundary: bytes, max_parts: int) -> list[bytes]:
     delimiter = b"--" + boundary
     if body.startswith(delimiter):
         position = 0
@@ -100,6 +106,12 @@ def _parts(body: bytes, boundary: bytes) -> list[bytes]:
         position += len(delimiter)
         if body[position : position + 2] == b"--":
             break  # close delimiter
+        if len(parts) == max_parts:
+            raise ApiError(
+                "too_many_parts",
+                f"the request holds more than {max_parts} instances (DRG_PACS_MAX_PARTS); "
+                "send fewer instances per request",
+            )
         line_end = body.find(b"\r\n", position)
         if line_end < 0:
             raise ApiError("malformed_request", "the multipart body ends inside a delimiter line")

@@ -20,6 +20,7 @@ from gateway.pacs.outbox import Outbox
 from gateway.pacs.worker import DeliveryWorker, backoff_s
 
 SR_CLASS = "1.2.840.10008.5.1.4.1.1.88.33"
+SENT = {"sender": "pacs-1", "content_sha256": "0" * 64}
 
 
 def stow_answer(stored: list[str], failed: dict[str, int] | None = None) -> dict[str, Any]:
@@ -81,7 +82,7 @@ class FakePacs:
         if self.outages > 0:
             self.outages -= 1
             raise httpx.ConnectError("connection refused", request=request)
-        parts = stow.split_body(request.headers["content-type"], request.content)
+        parts = stow.split_body(request.headers["content-type"], request.content, max_parts=10)
         uid = "2.25.7"
         if self.refuse:
             return httpx.Response(409, json=stow_answer([], {uid: stow.SOP_CLASS_NOT_SUPPORTED}))
@@ -159,7 +160,7 @@ def run_worker(outbox: Outbox, pacs: FakePacs, until: float, metrics: GatewayMet
 
 def test_worker_retries_through_an_outage_until_delivered(tmp_path: Path) -> None:
     outbox = Outbox(tmp_path / "outbox.sqlite3")
-    outbox.put("1.2.3", "dr_grader", 1, "2.25.7", {"x": 1}, b"SR")
+    outbox.put("1.2.3", "dr_grader", 1, "2.25.7", {"x": 1}, b"SR", **SENT)
     pacs = FakePacs(outages=4)
     metrics = GatewayMetrics()
     run_worker(outbox, pacs, 10, metrics)
@@ -174,7 +175,7 @@ def test_worker_retries_through_an_outage_until_delivered(tmp_path: Path) -> Non
 
 def test_a_refused_sr_stays_pending_and_keeps_being_retried(tmp_path: Path) -> None:
     outbox = Outbox(tmp_path / "outbox.sqlite3")
-    outbox.put("1.2.3", "dr_grader", 1, "2.25.7", {"x": 1}, b"SR")
+    outbox.put("1.2.3", "dr_grader", 1, "2.25.7", {"x": 1}, b"SR", **SENT)
     pacs = FakePacs(refuse=True)
     run_worker(outbox, pacs, 0.5, GatewayMetrics())
     row = outbox.get("1.2.3")
@@ -186,7 +187,7 @@ def test_a_refused_sr_stays_pending_and_keeps_being_retried(tmp_path: Path) -> N
 def test_worker_delivers_rows_left_from_a_previous_run(tmp_path: Path) -> None:
     path = tmp_path / "outbox.sqlite3"
     before = Outbox(path)
-    before.put("1.2.3", "dr_grader", 1, "2.25.7", {"x": 1}, b"SR")
+    before.put("1.2.3", "dr_grader", 1, "2.25.7", {"x": 1}, b"SR", **SENT)
     before.mark_failed("1.2.3", "2.25.7", "http_503", time.time() + 0.05)
     before.close()
     outbox = Outbox(path)

@@ -1,4 +1,5 @@
-"""STOW-RS wire format: splitting request bodies, the response dataset and its status."""
+"""STOW-RS wire format: splitting request bodies (with the parts cap), the response dataset and
+its status."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from gateway.pacs.stow import InstanceResult, response_dataset, response_status,
 A = b"\x00" * 128 + b"DICM first instance \r\n--not-the-boundary\r\n"
 B = b"\x00" * 128 + b"DICM second"
 MULTIPART = 'multipart/related; type="application/dicom"; boundary=XyZ'
+MAX = 20
 
 
 def multipart(*parts: bytes, boundary: bytes = b"XyZ", preamble: bytes = b"") -> bytes:
@@ -21,19 +23,19 @@ def multipart(*parts: bytes, boundary: bytes = b"XyZ", preamble: bytes = b"") ->
 
 
 def test_multipart_related_is_split_into_instances() -> None:
-    assert split_body(MULTIPART, multipart(A, B)) == [A, B]
+    assert split_body(MULTIPART, multipart(A, B), max_parts=MAX) == [A, B]
 
 
 def test_preamble_epilogue_and_quoted_boundary() -> None:
     body = multipart(A, preamble=b"ignored preamble\r\n") + b"epilogue"
     header = 'Multipart/Related; boundary="XyZ"; type="application/dicom"'
-    assert split_body(header, body) == [A]
+    assert split_body(header, body, max_parts=MAX) == [A]
 
 
 def test_part_without_headers_and_octet_stream_part() -> None:
     body = b"--XyZ\r\n\r\n" + A + b"\r\n--XyZ\r\nContent-Type: application/octet-stream\r\n\r\n"
     body += B + b"\r\n--XyZ--"
-    assert split_body(MULTIPART, body) == [A, B]
+    assert split_body(MULTIPART, body, max_parts=MAX) == [A, B]
 
 
 @pytest.mark.parametrize(
@@ -41,7 +43,7 @@ def test_part_without_headers_and_octet_stream_part() -> None:
     ["application/dicom", "application/x-www-form-urlencoded", "application/octet-stream", ""],
 )
 def test_any_other_content_type_is_one_raw_instance(content_type: str) -> None:
-    assert split_body(content_type, A) == [A]
+    assert split_body(content_type, A, max_parts=MAX) == [A]
 
 
 @pytest.mark.parametrize(
@@ -70,8 +72,22 @@ def test_any_other_content_type_is_one_raw_instance(content_type: str) -> None:
 )
 def test_broken_bodies_are_refused_with_a_code(content_type: str, body: bytes, code: str) -> None:
     with pytest.raises(ApiError) as caught:
-        split_body(content_type, body)
+        split_body(content_type, body, max_parts=MAX)
     assert caught.value.code == code
+
+
+def test_parts_up_to_the_cap_are_accepted() -> None:
+    assert split_body(MULTIPART, multipart(*[A] * 3), max_parts=3) == [A] * 3
+
+
+def test_more_parts_than_the_cap_is_too_many_parts_before_the_rest_is_read() -> None:
+    # 50,000 tiny parts (the review's 3.4 MB body) stop at part 4; what follows the fourth
+    # delimiter is never looked at (a truncated tail does not turn the 413 into a 400).
+    body = multipart(*[b"x"] * 50_000)
+    with pytest.raises(ApiError) as caught:
+        split_body(MULTIPART, body[: len(body) // 2], max_parts=3)
+    assert (caught.value.code, caught.value.status) == ("too_many_parts", 413)
+    assert "3" in caught.value.message
 
 
 def stored(uid: str = "1.2.3") -> InstanceResult:
@@ -97,6 +113,9 @@ def refused(code: str, uid: str | None = "1.2.4") -> InstanceResult:
         # it forever), even beside a transient failure.
         ([refused("image_too_large")], 409),
         ([refused("image_too_large"), refused("overloaded")], 409),
+        # Other content under a known UID: a conflict, never worth resending as is.
+        ([refused("instance_conflict")], 409),
+        ([stored(), refused("instance_conflict")], 202),
     ],
 )
 def test_response_status(results: list[InstanceResult], status: int) -> None:
@@ -132,6 +151,7 @@ def test_failure_reasons_cover_every_error_code() -> None:
         stow.DATASET_DOES_NOT_MATCH_SOP_CLASS,
         stow.CANNOT_UNDERSTAND,
         stow.TRANSFER_SYNTAX_NOT_SUPPORTED,
+        stow.DUPLICATE_SOP_INSTANCE,
     }
     assert set(stow.FAILURE_REASONS) <= set(ERRORS)
     for code in ERRORS:
@@ -141,3 +161,4 @@ def test_failure_reasons_cover_every_error_code() -> None:
     assert stow.failure_reason("corrupt_image") == 0xC000
     assert stow.failure_reason("overloaded") == 0xA700
     assert stow.failure_reason("backend_unavailable") == 0x0110
+    assert stow.failure_reason("instance_conflict") == 0x0111

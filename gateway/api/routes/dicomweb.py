@@ -5,10 +5,18 @@ Capture, VL Photographic); its DICOM SR is queued for delivery back to the PACS.
 a STOW-RS response (``application/dicom+json``): instances listed in the Referenced SOP
 Sequence were graded (or had been already), the others are in the Failed SOP Sequence with a
 Failure Reason and the gateway's error code in a private attribute.
+
+The work is bounded: at most ``DRG_PACS_MAX_PARTS`` instances per request (more: 413
+``too_many_parts``: the request is well formed but larger than the gateway processes, PS3.18
+8.5; 400 would tell the sender its syntax is wrong), the body is split and every instance
+parsed in worker threads under the inference limiter (never on the event loop, which serves
+``/livez``), and one deadline (``DRG_REQUEST_TIMEOUT_S``) covers the whole request.
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
@@ -61,6 +69,8 @@ STOW_RESPONSES: dict[int | str, dict[str, object]] = {
         "malformed_request",
         "unsupported_media_type",
         "payload_too_large",
+        "too_many_parts",
+        "overloaded",
         "unauthorized",
         "forbidden",
         "not_found",
@@ -80,9 +90,15 @@ async def store_instances(
 ) -> JSONResponse:
     """Grade every instance of the request; results go back to the PACS as DICOM SR."""
     body = await request.body()
-    instances = stow.split_body(request.headers.get("content-type", ""), body)
+    deadline = time.monotonic() + settings.request_timeout_s
+    content_type = request.headers.get("content-type", "")
+    async with intake.limiter.slot():
+        instances = await asyncio.to_thread(
+            stow.split_body, content_type, body, settings.pacs_max_parts
+        )
     selector = ModelSelector(settings.model_version, settings.model_label)
-    results = [await intake.store(instance, selector) for instance in instances]
+    sender = client.name if client is not None else None
+    results = await intake.store_all(instances, selector, sender, deadline)
     status = stow.response_status(results)
     headers = {"Retry-After": "30"} if status == 503 else None
     return JSONResponse(

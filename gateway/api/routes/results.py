@@ -1,4 +1,9 @@
-"""``GET /v1/results/{sop_instance_uid}``: the JSON result of an instance received by STOW-RS."""
+"""``GET /v1/results/{sop_instance_uid}``: the JSON result of an instance received by STOW-RS.
+
+Per object: a result is readable by the API client that sent the instance and by clients with
+the ``results:read`` scope (admins). Anyone else gets the same 404 as for an unknown UID, so
+the answer does not reveal that an instance exists.
+"""
 
 from __future__ import annotations
 
@@ -8,13 +13,13 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Header, Path, Request
 from pydantic import BaseModel, Field
 
-from gateway.api.deps import require_grade_scope, require_pacs_scope
 from gateway.api.responses import error_responses
 from gateway.api.routes.dicomweb import IntakeDep
 from gateway.api.schemas import EyeResult, ModelInfo
-from gateway.auth import ApiClient
+from gateway.auth import ApiClient, ApiKeyStore, key_from_headers
 from gateway.clinical import DISCLAIMER
 from gateway.errors import ApiError
+from gateway.pacs.outbox import OutboxRow
 
 router = APIRouter(tags=["pacs"])
 
@@ -54,18 +59,39 @@ class PacsResult(BaseModel):
     disclaimer: str = DISCLAIMER
 
 
+READ_ALL_SCOPE = "results:read"
+_ASKING_SCOPES = (READ_ALL_SCOPE, "pacs", "grade")
+
+
 def require_results_scope(
     request: Request,
     authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
     x_api_key: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> ApiClient | None:
-    """Clinician clients (``grade``) and the PACS integration (``pacs``) may read results."""
-    try:
-        return require_grade_scope(request, authorization, x_api_key)
-    except ApiError as error:
-        if error.code != "forbidden":
+    """A key with ``results:read``, ``pacs`` or ``grade`` may ask; the row decides what it sees."""
+    store: ApiKeyStore | None = request.app.state.api_keys
+    if store is None:  # DRG_AUTH=disabled (demo only)
+        return None
+    key = key_from_headers(authorization, x_api_key)
+    for scope in _ASKING_SCOPES:
+        try:
+            client = store.authenticate(key, scope)
+        except ApiError as error:
+            if error.code == "forbidden":
+                continue
             raise
-    return require_pacs_scope(request, authorization, x_api_key)
+        request.state.client = client.name
+        return client
+    raise ApiError(
+        "forbidden", "this key may not read results (scopes: " + ", ".join(_ASKING_SCOPES) + ")"
+    )
+
+
+def may_read(client: ApiClient | None, row: OutboxRow) -> bool:
+    """The sender of the instance, or an admin (``None``: DRG_AUTH=disabled, the demo)."""
+    if client is None or READ_ALL_SCOPE in client.scopes:
+        return True
+    return row.sender is not None and row.sender == client.name
 
 
 def _time(value: float | None) -> datetime | None:
@@ -83,9 +109,10 @@ async def get_result(
     client: Annotated[ApiClient | None, Depends(require_results_scope)],
     intake: IntakeDep,
 ) -> PacsResult:
-    """404 ``not_found`` until the instance has been received and graded."""
+    """404 ``not_found`` until the instance has been received and graded, and for a result
+    this client may not read."""
     row = await intake.lookup(sop_instance_uid)
-    if row is None:
+    if row is None or not may_read(client, row):
         raise ApiError("not_found", "no result for this SOP Instance UID")
     pending = row.status == "pending"
     return PacsResult(
