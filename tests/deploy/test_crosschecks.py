@@ -182,6 +182,95 @@ def test_termination_grace_covers_prestop_and_drain(docs):
     assert pod_spec(tfserving)["terminationGracePeriodSeconds"] > pre_stop
 
 
+def gateway_setting(env: dict[str, str], name: str) -> float:
+    """A numeric gateway setting as the pod gets it: the ConfigMap, else the Settings default."""
+    return float(env.get(f"DRG_{name.upper()}", Settings.model_fields[name].default))
+
+
+def alb_attributes(ingress: dict[str, Any], annotation: str) -> dict[str, str]:
+    """``key=value,key=value`` of an ALB attributes annotation."""
+    text = ingress["metadata"]["annotations"][f"alb.ingress.kubernetes.io/{annotation}"]
+    return dict(item.strip().split("=", 1) for item in text.split(","))
+
+
+def test_drain_outlives_requests_and_the_alb_lets_go_first(rendered):
+    # Issue 14, finding 5: a request may run DRG_REQUEST_TIMEOUT_S; the drain must outlive it,
+    # the ALB must keep in-flight requests for as long (deregistration delay) yet have let go
+    # before the pod stops serving (preStop + drain), and its idle timeout must be shorter
+    # than the gateway's keep-alive, so that the ALB never reuses a connection being closed.
+    for overlay in ("eks", "eks-gpu"):
+        docs = rendered[overlay]
+        ingress = one(docs, "Ingress", "gateway")
+        idle = float(
+            alb_attributes(ingress, "load-balancer-attributes")["idle_timeout.timeout_seconds"]
+        )
+        dereg = float(
+            alb_attributes(ingress, "target-group-attributes")[
+                "deregistration_delay.timeout_seconds"
+            ]
+        )
+        for name in ("gateway", "gateway-canary"):
+            dep = deployment(docs, name)
+            env = pod_env(docs, dep, "gateway")
+            request = gateway_setting(env, "request_timeout_s")
+            drain = gateway_setting(env, "shutdown_grace_s")
+            keep_alive = gateway_setting(env, "keep_alive_timeout_s")
+            pre_stop = container(dep, "gateway")["lifecycle"]["preStop"]["sleep"]["seconds"]
+            assert drain > request, f"{overlay}/{name}: drain {drain} <= request timeout {request}"
+            assert keep_alive > idle, (
+                f"{overlay}/{name}: keep-alive {keep_alive} <= ALB idle {idle}"
+            )
+            assert request < dereg <= pre_stop + drain, (
+                f"{overlay}/{name}: deregistration delay {dereg} outside "
+                f"({request}, {pre_stop} + {drain}]"
+            )
+            assert gateway_setting(env, "header_read_timeout_s") < idle
+            assert gateway_setting(env, "body_read_timeout_s") <= request
+
+
+def test_metrics_port_is_scraped_but_never_exposed(rendered):
+    # Issue 14, finding 12: /metrics lives on DRG_METRICS_PORT; the PodMonitor scrapes it, no
+    # Service (hence no ALB target group) exposes it, and only Prometheus may reach it.
+    for overlay in OVERLAYS:
+        docs = rendered[overlay]
+        policies = {p["metadata"]["name"]: p for p in objects(docs, "NetworkPolicy")}
+        for name in ("gateway", "gateway-canary"):
+            dep = deployment(docs, name)
+            env = pod_env(docs, dep, "gateway")
+            metrics_port = int(env["DRG_METRICS_PORT"])
+            assert metrics_port != int(env.get("DRG_PORT", Settings.model_fields["port"].default))
+            assert container_port(dep, "gateway", "metrics") == metrics_port
+            for service in objects(docs, "Service"):
+                labels = dep["spec"]["template"]["metadata"]["labels"]
+                if not selects({"matchLabels": service["spec"]["selector"]}, labels):
+                    continue
+                exposed = {
+                    container_port(dep, "gateway", p["targetPort"])
+                    for p in service["spec"]["ports"]
+                }
+                assert metrics_port not in exposed, f"Service {service['metadata']['name']}"
+            opened = {
+                (policy["metadata"]["name"], container_port(dep, "gateway", port["port"]))
+                for policy in policies.values()
+                if selects(
+                    policy["spec"]["podSelector"], dep["spec"]["template"]["metadata"]["labels"]
+                )
+                for rule in policy["spec"].get("ingress", [])
+                for port in rule.get("ports", [])
+            }
+            assert {p for _, p in opened if p == metrics_port}, "nobody may scrape the metrics port"
+            for policy_name, port in opened:
+                if port == metrics_port:
+                    sources = policies[policy_name]["spec"]["ingress"][0]["from"]
+                    assert sources[0]["podSelector"]["matchLabels"] == {
+                        "app.kubernetes.io/name": "prometheus"
+                    }, policy_name
+        if overlay != "local":
+            monitor = one(docs, "PodMonitor", "gateway")
+            ports = [e["port"] for e in monitor["spec"]["podMetricsEndpoints"]]
+            assert ports == ["metrics"]
+
+
 def test_the_canary_deployment_differs_from_stable_only_where_intended(docs):
     stable = copy.deepcopy(deployment(docs, "gateway"))
     canary = copy.deepcopy(deployment(docs, "gateway-canary"))
