@@ -718,7 +718,7 @@ def test_model_sync_script_fetches_exactly_the_configured_versions(rendered, tmp
         assert models_config.parse(text).versions == expected
         fetched = run_sync(tmp_path, script, text, env, missing=set())
         assert fetched == [str(v) for v in expected]
-    with pytest.raises(AssertionError, match=r"holds no saved_model\.pb"):
+    with pytest.raises(AssertionError, match=r"lists no saved_model\.pb"):
         run_sync(tmp_path, script, model_config, env, missing={"1"})
 
 
@@ -741,6 +741,9 @@ def run_sync(
         'target="$6"; version=$(basename "$target")\n'
         'mkdir -p "$target"\n'
         f'case " {" ".join(missing)} " in *" $version "*) ;; *) : > "$target/saved_model.pb" ;; esac\n'
+        # The release writes MANIFEST.sha256 (deploy/manifest.py); the script checks it.
+        'echo "$version" > "$target/fingerprint.pb"\n'
+        'cd "$target" && sha256sum *.pb > MANIFEST.sha256\n'
     )
     (work / "bin" / "aws").chmod(0o755)
     (work / "models.config").write_text(config)
