@@ -235,7 +235,8 @@ def test_openapi_documents_every_error_code(gateway: GatewayProcess) -> None:
         "image/jpeg",
         "application/dicom",
     }
-    assert httpx.get(gateway.url + "/docs").status_code == 200
+    # Swagger UI needs a CDN: off in production (DRG_DOCS_ENABLED; issue 14, finding 12).
+    assert httpx.get(gateway.url + "/docs").status_code == 404
 
 
 def test_metrics_after_traffic(client: httpx.Client, gateway: GatewayProcess) -> None:
