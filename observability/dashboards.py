@@ -362,13 +362,17 @@ DASHBOARD_SPECS = (
         description="Replicas against what the HPAs want, and load per gateway pod.",
         panels=(
             PanelSpec(
-                "Pods scraped",
-                (
-                    Query(f"count(up{{{GATEWAY}}} == 1)", "gateway pods up"),
-                    Query(f"count(up{{{TFSERVING}}} == 1)", "tfserving pods up"),
-                ),
-                description="Targets of the PodMonitors (k8s/components/monitoring) scraped now. "
-                "Alerts: DRGGatewayDown / DRGGatewayAbsent, DRGTFServingDown.",
+                "Gateway pods scraped",
+                (Query(f"count(up{{{GATEWAY}}} == 1)", "pods up"),),
+                description="Targets of the gateway PodMonitor scraped now. Alerts: "
+                "DRGGatewayDown, DRGGatewayAbsent.",
+            ),
+            PanelSpec(
+                "TF Serving pods scraped",
+                (Query(f"count(up{{{TFSERVING}}} == 1)", "pods up"),),
+                source="external",
+                description="Targets of the tfserving PodMonitor scraped now. Alerts: "
+                "DRGTFServingDown, DRGTFServingTargetDown.",
             ),
             PanelSpec(
                 "In-flight requests per pod",

@@ -1,6 +1,11 @@
 """A real Prometheus scrapes the running gateway (local backend, tiny model) during a mixed
 load; every dashboard query and every rule expression is then evaluated through its HTTP API.
 
+The scrape config is the one prometheus-operator generates from the rendered eks overlay's
+gateway PodMonitor (tests/support/podmonitor.py), so the series carry the job, namespace, pod,
+container, endpoint and track labels they get in the cluster, and /metrics is read from the
+separate metrics port as there.
+
 There is no TF Serving here, so its panels (and the kube-state-metrics ones) are only checked to
 evaluate without error; gateway and model panels must return data (no dead panels).
 """
@@ -8,7 +13,6 @@ evaluate without error; gateway and model panels must return data (no dead panel
 from __future__ import annotations
 
 import shutil
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,8 +22,11 @@ import pytest
 import yaml
 
 from fundus.synthetic import encode_jpeg, encode_png, synthesize_fundus, synthesize_non_fundus
-from observability.build import panel_sources
+from observability.build import GATEWAY_JOB, NAMESPACE, panel_sources
+from tests.deploy.conftest import REPO_ROOT, find_tool, one, render_overlay
+from tests.support.podmonitor import scrape_configs
 from tests.support.processes import GatewayProcess, free_port
+from tests.support.prometheus import prometheus_binary, running_prometheus
 
 RULES = Path(__file__).resolve().parents[2] / "observability" / "prometheus"
 pytestmark = pytest.mark.slow
@@ -29,7 +36,8 @@ pytestmark = pytest.mark.slow
 def gateway(
     model_root: Path, lean_protos: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[GatewayProcess]:
-    """Gateway, local backend on the tiny model, auth off (loopback demo settings)."""
+    """Gateway, local backend on the tiny model, auth off (loopback demo settings), /metrics
+    on its own port as in the cluster."""
     process = GatewayProcess(
         {
             "DRG_BACKEND": "local",
@@ -37,6 +45,7 @@ def gateway(
             "DRG_AUTH": "disabled",
             "DRG_ENVIRONMENT": "development",
             "DRG_READINESS_CACHE_S": "0",
+            "DRG_METRICS_PORT": str(free_port()),
         },
         lean_protos=Path("/nonexistent"),
         log_path=tmp_path_factory.mktemp("gw") / "gateway.log",
@@ -48,52 +57,26 @@ def gateway(
 
 @pytest.fixture(scope="module")
 def prometheus(gateway: GatewayProcess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """Prometheus on 127.0.0.1 scraping the gateway every second, with our rule files."""
-    binary = shutil.which("prometheus")
-    if binary is None:
-        pytest.skip("prometheus not installed (Debian package prometheus; .ci/run installs it)")
+    """Prometheus on 127.0.0.1 scraping the gateway every second the way the operator scrapes
+    a gateway pod (the rendered PodMonitor's relabelings), with our rule files."""
+    prometheus_binary()
+    docs = render_overlay(find_tool("kubectl"), REPO_ROOT / "k8s" / "overlays" / "eks")
     workdir = tmp_path_factory.mktemp("prometheus")
     for name in ("recording_rules.yml", "alerts.yml"):
         shutil.copy(RULES / name, workdir / name)
+    metrics = f"127.0.0.1:{gateway.env['DRG_METRICS_PORT']}"
     config = {
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
         "rule_files": ["recording_rules.yml", "alerts.yml"],
-        "scrape_configs": [
-            {
-                "job_name": "dr-gateway",
-                "static_configs": [{"targets": [gateway.url.removeprefix("http://")]}],
-            }
-        ],
+        "scrape_configs": scrape_configs(
+            one(docs, "PodMonitor", "gateway"),
+            one(docs, "Deployment", "gateway"),
+            metrics,
+            interval="1s",
+        ),
     }
-    (workdir / "prometheus.yml").write_text(yaml.safe_dump(config))
-    port = free_port()
-    process = subprocess.Popen(
-        [
-            binary,
-            f"--config.file={workdir / 'prometheus.yml'}",
-            f"--storage.tsdb.path={workdir / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-        ],
-        cwd=workdir,
-        stdout=subprocess.DEVNULL,
-        stderr=(workdir / "prometheus.log").open("wb"),
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(url + "/-/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        else:
-            raise TimeoutError("prometheus did not start")
+    with running_prometheus(config, workdir) as url:
         yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
 
 
 def drive_mixed_load(gateway: GatewayProcess, seconds: float) -> dict[int, int]:
@@ -137,6 +120,12 @@ def test_dashboards_and_rules_against_real_prometheus(
     time.sleep(3)  # two more scrapes after the load
     targets = httpx.get(prometheus + "/api/v1/targets").json()["data"]["activeTargets"]
     assert [t["health"] for t in targets] == ["up"]
+    labels = targets[0]["labels"]
+    assert (labels["job"], labels["namespace"], labels["track"]) == (
+        GATEWAY_JOB,
+        NAMESPACE,
+        "stable",
+    )
 
     dead = []
     for uid, title, source, expr in panel_sources():

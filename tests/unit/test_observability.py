@@ -56,6 +56,25 @@ def test_every_alert_fires_and_stays_silent_as_tested() -> None:
     assert alerts <= tested, f"alerts without promtool tests: {sorted(alerts - tested)}"
 
 
+def test_the_prometheus_rule_loads_as_one_rule_file(tmp_path: Path) -> None:
+    """prometheus-operator writes a PrometheusRule as one rule file: Prometheus refuses it
+    (and with it every alert) when a group name repeats across recording_rules and alerts."""
+    rule = yaml.safe_load((ROOT / "k8s" / "prometheusrule.yaml").read_text())
+    as_file = tmp_path / "dr-grading.yml"
+    as_file.write_text(yaml.safe_dump(rule["spec"]))
+    done = subprocess.run(
+        [promtool(), "check", "rules", str(as_file)], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    loaded = sum(len(group["rules"]) for group in rule["spec"]["groups"])
+    sources = sum(
+        len(group["rules"])
+        for path in RULE_FILES
+        for group in yaml.safe_load(path.read_text())["groups"]
+    )
+    assert loaded == sources
+
+
 def test_every_alert_has_runbook_text() -> None:
     for group in yaml.safe_load(RULE_FILES[1].read_text())["groups"]:
         for rule in group["rules"]:
