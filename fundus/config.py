@@ -75,8 +75,13 @@ class DecodeLimits:
     max_pixels: largest declared width*height accepted (checked from headers before decoding,
         so decompression bombs are refused without allocating the full image).
     min_side: smallest width/height accepted.
+    max_decoded_bytes: largest declared decoded size, pixels x channels x bytes per sample
+        (x frames), also checked from headers (fundus/budget.py): the pixel limit alone lets a
+        400 kB 16-bit RGBA PNG of 7000 x 7000 decode to 392 MB. The default admits a 50 M
+        pixel 8-bit RGB photograph (150 MB).
     """
 
     max_bytes: int = 40 * 1024 * 1024
     max_pixels: int = 50_000_000
     min_side: int = 16
+    max_decoded_bytes: int = 160 * 1024 * 1024

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from fundus.budget import check_cost, decode_cost
 from fundus.config import DecodeLimits
 from fundus.dicom import decode_dicom
 from fundus.errors import CorruptImage, EmptyInput, FundusError, ImageTooLarge
@@ -16,8 +17,10 @@ def decode_image(
     """Decode ``data`` to uint8 RGB [H, W, 3].
 
     ``target_size`` is the side the caller will resize to; large JPEGs are then decoded at a
-    reduced DCT scale whose short side is still at least ``target_size``. Only ``FundusError``
-    subclasses escape: any other failure inside a third-party decoder becomes ``CorruptImage``.
+    reduced DCT scale whose short side is still at least ``target_size``. The declared decoded
+    size (pixels x channels x bytes per sample) must fit ``limits.max_decoded_bytes``. Only
+    ``FundusError`` subclasses escape: any other failure inside a third-party decoder becomes
+    ``CorruptImage``.
     """
     limits = limits or DecodeLimits()
     if not data:
@@ -26,6 +29,7 @@ def decode_image(
         raise ImageTooLarge(f"upload of {len(data)} bytes exceeds the limit of {limits.max_bytes}")
     image_format = detect_format(data)
     try:
+        check_cost(decode_cost(data, target_size), limits)
         if image_format is ImageFormat.JPEG:
             return decode_jpeg(data, limits, target_size)
         if image_format is ImageFormat.PNG:

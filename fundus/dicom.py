@@ -20,6 +20,7 @@ from pydicom.dataset import Dataset
 from pydicom.encaps import generate_frames
 from pydicom.uid import UID
 
+from fundus.budget import PILLOW_PIXEL_BYTES, DecodeCost, preprocess_bytes
 from fundus.config import DecodeLimits
 from fundus.errors import (
     CorruptImage,
@@ -29,7 +30,7 @@ from fundus.errors import (
     DicomUnsupportedTransferSyntax,
     FundusError,
 )
-from fundus.raster import check_dimensions, decode_jpeg, to_rgb8
+from fundus.raster import check_dimensions, choose_reduced_scale, decode_jpeg, to_rgb8
 from fundus.types import ImageFormat, ImageInfo, Laterality, RGBImage
 
 # pydicom warns about odd element values and quotes them; they can be patient data. Values are
@@ -67,6 +68,36 @@ def read_dataset(data: bytes) -> Dataset:
             return pydicom.dcmread(io.BytesIO(data), force=True)
     except Exception as exc:
         raise CorruptImage(f"DICOM data cannot be parsed ({type(exc).__name__})") from exc
+
+
+def dicom_cost(data: bytes, target_size: int | None) -> DecodeCost:
+    """Header-only decode cost (see fundus/budget.py): the dataset up to its pixel data.
+
+    pydicom holds the dataset's copy of the pixel bytes, the decoded array, and for
+    MONOCHROME1 or non-16-bit arrays one more; then the 8-bit gray and RGB copies. A JPEG
+    Baseline frame goes through the JPEG decoder at reduced scale, but may hold every DCT
+    coefficient (2 bytes a sample) like any multi-scan JPEG.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = pydicom.dcmread(io.BytesIO(data), force=True, stop_before_pixels=True)
+    except Exception as exc:
+        raise CorruptImage(f"DICOM data cannot be parsed ({type(exc).__name__})") from exc
+    rows, columns = _int(ds, "Rows", 0), _int(ds, "Columns", 0)
+    channels = _int(ds, "SamplesPerPixel", 1)
+    sample = 2 if _int(ds, "BitsAllocated", 8) > 8 else 1
+    frames = max(1, _int(ds, "NumberOfFrames", 1))
+    raster = rows * columns * channels * sample * frames
+    pixels = rows * columns
+    if _transfer_syntax(ds) == JPEG_BASELINE:
+        scale = choose_reduced_scale(columns, rows, target_size)
+        out_w, out_h = -(-columns // scale), -(-rows // scale)
+        decoder = len(data) + 2 * raster + out_w * out_h * (2 * PILLOW_PIXEL_BYTES + 6)
+        working = max(decoder, preprocess_bytes(out_w, out_h))
+    else:
+        working = max(len(data) + 3 * raster + 4 * pixels, preprocess_bytes(columns, rows))
+    return DecodeCost(ImageFormat.DICOM, columns, rows, channels, sample, frames, raster, working)
 
 
 def laterality_of(ds: Dataset) -> Laterality | None:
@@ -166,7 +197,7 @@ def _decode_pixels(ds: Dataset, photometric: str, bits_stored: int) -> RGBImage:
     if array.ndim != expected_ndim:
         raise CorruptImage(f"decoded pixel array has shape {array.shape}")
     if array.dtype != np.uint8:
-        array = array.astype(np.uint16)
+        array = np.asarray(array, dtype=np.uint16)  # no copy when already uint16
         return to_rgb8(array, bits_stored=bits_stored)
     return to_rgb8(array)
 

@@ -61,23 +61,29 @@ def to_rgb8(array: np.ndarray, bits_stored: int | None = None) -> RGBImage:
     """Convert a decoded array (gray, gray+alpha, RGB, RGBA; 8 or 16 bit) to uint8 RGB.
 
     16-bit data is scaled by its stored bit depth (``bits_stored``, default 16), never by the
-    image's own min/max, so brightness stays comparable between images.
+    image's own min/max, so brightness stays comparable between images. Alpha is dropped
+    before the conversion; the conversion is OpenCV's ``convertScaleAbs`` (round to nearest,
+    saturating above the stored maximum: the clip-scale-round of before without its four
+    float32 copies of the whole image).
     """
+    if array.ndim == 3 and array.shape[2] in (2, 4):
+        array = array[:, :, : array.shape[2] - 1]  # drop alpha (a view)
     if array.dtype == np.uint8:
         scaled = array
-    elif array.dtype in (np.uint16, np.int32, np.uint32, np.int64):
+    elif array.dtype == np.uint16:
         bits = bits_stored or 16
-        max_value = float((1 << bits) - 1)
-        clipped = np.clip(array.astype(np.float32), 0.0, max_value)
-        scaled = np.rint(clipped * (255.0 / max_value)).astype(np.uint8)
+        scaled = np.asarray(
+            cv2.convertScaleAbs(np.ascontiguousarray(array), alpha=255.0 / ((1 << bits) - 1)),
+            dtype=np.uint8,
+        )
     else:
         raise UnsupportedFormat(f"pixel data of type {array.dtype} is not supported")
     if scaled.ndim == 2:
         return np.ascontiguousarray(np.repeat(scaled[:, :, None], 3, axis=2))
-    if scaled.ndim == 3 and scaled.shape[2] in (1, 2):
-        return np.ascontiguousarray(np.repeat(scaled[:, :, :1], 3, axis=2))
-    if scaled.ndim == 3 and scaled.shape[2] in (3, 4):
-        return np.ascontiguousarray(scaled[:, :, :3])
+    if scaled.ndim == 3 and scaled.shape[2] == 1:
+        return np.ascontiguousarray(np.repeat(scaled, 3, axis=2))
+    if scaled.ndim == 3 and scaled.shape[2] == 3:
+        return np.ascontiguousarray(scaled)
     raise UnsupportedFormat(f"pixel array of shape {array.shape} is not an image")
 
 
@@ -107,8 +113,9 @@ def decode_jpeg(
             image.draft("RGB", (width // scale, height // scale))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            rgb = image.convert("RGB")
+            rgb = image if image.mode == "RGB" else image.convert("RGB")  # no extra copy
         array = np.asarray(rgb, dtype=np.uint8)
+        rgb.close()
     except FundusError:
         raise
     except Exception as exc:
@@ -125,7 +132,7 @@ def decode_jpeg(
     return np.ascontiguousarray(array), info
 
 
-def _png_header(data: bytes) -> tuple[int, int, int]:
+def png_header(data: bytes) -> tuple[int, int, int]:
     """Width, height and bit depth from the IHDR chunk (always the first chunk)."""
     if len(data) < 33 or data[12:16] != b"IHDR":
         raise CorruptImage("PNG without a valid IHDR header")
@@ -149,15 +156,18 @@ def _check_png_chunks(data: bytes) -> None:
 
 def decode_png(data: bytes, limits: DecodeLimits) -> tuple[RGBImage, ImageInfo]:
     """Decode an 8- or 16-bit PNG (gray, RGB, palette, with or without alpha) to RGB."""
-    width, height, bit_depth = _png_header(data)
+    width, height, bit_depth = png_header(data)
     check_dimensions(width, height, limits)
     _check_png_chunks(data)
-    decoded = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    # Straight to 8-bit RGB inside libpng, row by row: 16-bit samples keep their high byte and
+    # alpha is stripped, so no 16-bit or 4-channel copy of the image ever exists. Orientation is
+    # ignored, as it always was (IMREAD_UNCHANGED ignored it).
+    decoded = cv2.imdecode(
+        np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR_RGB | cv2.IMREAD_IGNORE_ORIENTATION
+    )
     if decoded is None:
         raise CorruptImage("PNG data cannot be decoded")
-    if decoded.ndim == 3 and decoded.shape[2] >= 3:
-        decoded = decoded[:, :, [2, 1, 0]]  # OpenCV decodes to BGR(A)
-    rgb = to_rgb8(decoded)
+    rgb = np.ascontiguousarray(decoded, dtype=np.uint8)
     info = ImageInfo(
         format=ImageFormat.PNG,
         source_width=width,
@@ -174,11 +184,14 @@ def decode_tiff(data: bytes, limits: DecodeLimits) -> tuple[RGBImage, ImageInfo]
     image = _open_pillow(data, limits)
     try:
         if image.mode in ("I;16", "I;16B", "I;16L", "I;16N"):
-            array = np.asarray(image).astype(np.uint16)
+            array = np.asarray(image, dtype=np.uint16)
             bits = 16
         else:
-            array = np.asarray(image.convert("RGB"), dtype=np.uint8)
+            rgb_image = image if image.mode == "RGB" else image.convert("RGB")
+            array = np.asarray(rgb_image, dtype=np.uint8)
+            rgb_image.close()
             bits = 8
+        image.close()  # Pillow's copy of the pixels goes before the conversion below
     except Exception as exc:
         raise CorruptImage(f"TIFF data cannot be decoded: {exc}") from exc
     rgb = to_rgb8(array)
