@@ -13,9 +13,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from fundus.budget import check_cost, decode_cost
 from fundus.config import DecodeLimits
 from fundus.errors import FundusError
 from fundus.pipeline import load_and_preprocess
+from fundus.quality import ANALYSIS_SIZE
 from fundus.types import Laterality, Preprocessed
 from gateway import clinical
 from gateway.backends.base import ModelBackend, ModelSelector, Prediction, ServedModel
@@ -83,10 +85,15 @@ class GradingService:
         self._settings = settings
         self._metrics = metrics
         self._limiter = InferenceLimiter(
-            settings.max_concurrent_inferences, settings.max_queued_inferences, metrics
+            settings.max_concurrent_inferences,
+            settings.max_queued_inferences,
+            metrics,
+            memory_budget_bytes=settings.decode_memory_budget_bytes,
         )
         self._limits = DecodeLimits(
-            max_bytes=settings.max_upload_bytes, max_pixels=settings.max_image_pixels
+            max_bytes=settings.max_upload_bytes,
+            max_pixels=settings.max_image_pixels,
+            max_decoded_bytes=settings.max_decoded_bytes,
         )
         self._resolved: dict[ModelSelector, tuple[float, ServedModel]] = {}
         self._ready: tuple[float, ServedModel] | None = None
@@ -129,9 +136,15 @@ class GradingService:
     async def grade(
         self, inputs: list[ImageInput], selector: ModelSelector, explain: bool, deadline: float
     ) -> GradingOutcome:
-        """Grade one or more images in one Predict call; ungradable ones are not sent."""
-        async with self._limiter.slot():
-            served = await self.resolve(selector, self._call_timeout(deadline))
+        """Grade one or more images in one Predict call; ungradable ones are not sent.
+
+        The images' estimated decode memory is read from their headers first (a bomb is refused
+        here with 413, before it waits for a slot) and held together from the limiter's budget:
+        an exam's two eyes are preprocessed at the same time.
+        """
+        served = await self.resolve(selector, self._call_timeout(deadline))
+        costs = await asyncio.gather(*(self._decode_cost(item, served) for item in inputs))
+        async with self._limiter.slot(sum(costs)):
             started = time.perf_counter()
             preprocessed = await asyncio.gather(
                 *(self._preprocess(item, served) for item in inputs)
@@ -171,6 +184,18 @@ class GradingService:
     def _call_timeout(self, deadline: float) -> float:
         """Per-call deadline: the backend timeout, never beyond the request deadline."""
         return min(self._settings.backend_timeout_s, _remaining(deadline))
+
+    async def _decode_cost(self, item: ImageInput, served: ServedModel) -> int:
+        """Estimated decode + preprocessing peak of one image, from its header (bytes)."""
+        target = max(served.card.preprocess_config.size, ANALYSIS_SIZE)  # as load_and_preprocess
+        try:
+            cost = await asyncio.to_thread(decode_cost, item.data, target)
+            check_cost(cost, self._limits)
+        except FundusError as error:
+            api_error = from_fundus(error)
+            api_error.message = f"{item.field}: {api_error.message}"
+            raise api_error from None
+        return cost.working_bytes
 
     async def _preprocess(self, item: ImageInput, served: ServedModel) -> Preprocessed:
         started = time.perf_counter()

@@ -1,12 +1,13 @@
-"""Backpressure: a bounded number of concurrent gradings with a bounded queue, and a body-size
-limit enforced while the body is being read."""
+"""Backpressure: a bounded number of concurrent gradings and of their estimated decode memory,
+with a bounded queue, and a body-size limit enforced while the body is being read."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+from collections import deque
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -15,35 +16,100 @@ from gateway.metrics import GatewayMetrics
 
 
 class InferenceLimiter:
-    """At most ``max_running`` gradings at once; at most ``max_queued`` waiting; beyond: 503."""
+    """At most ``max_running`` gradings at once, together holding at most ``memory_budget_bytes``
+    of estimated decode working set (fundus/budget.py); at most ``max_queued`` waiting; beyond:
+    503 overloaded with Retry-After. A request whose estimate alone exceeds the budget could
+    never run: 413 image_too_large. Waiters are admitted in arrival order, so a large request is
+    not starved by small ones arriving after it.
+    """
 
-    def __init__(self, max_running: int, max_queued: int, metrics: GatewayMetrics) -> None:
-        self._semaphore = asyncio.Semaphore(max_running)
+    def __init__(
+        self,
+        max_running: int,
+        max_queued: int,
+        metrics: GatewayMetrics,
+        memory_budget_bytes: int | None = None,
+    ) -> None:
+        self._max_running = max_running
         self._max_queued = max_queued
-        self._queued = 0
+        self._budget = memory_budget_bytes
         self._metrics = metrics
+        self._running = 0
+        self._reserved = 0
+        self._waiting: deque[tuple[int, asyncio.Future[None]]] = deque()
+
+    @property
+    def reserved_bytes(self) -> int:
+        """Estimated bytes held by the running gradings."""
+        return self._reserved
 
     @asynccontextmanager
-    async def slot(self) -> AsyncIterator[None]:
-        """Hold one grading slot for the duration of the block."""
-        if self._semaphore.locked() and self._queued >= self._max_queued:
-            self._metrics.rejected.inc()
+    async def slot(self, cost_bytes: int = 0) -> AsyncIterator[None]:
+        """Hold one grading slot and ``cost_bytes`` of the memory budget for the block."""
+        if self._budget is not None and cost_bytes > self._budget:
             raise ApiError(
-                "overloaded", "too many gradings in progress; retry shortly", retry_after_s=1
+                "image_too_large",
+                f"decoding this request needs an estimated {cost_bytes} bytes, more than the "
+                f"gateway's decode memory budget of {self._budget} bytes",
             )
-        self._queued += 1
-        self._metrics.inferences_queued.set(self._queued)
-        try:
-            await self._semaphore.acquire()
-        finally:
-            self._queued -= 1
-            self._metrics.inferences_queued.set(self._queued)
-        self._metrics.inferences_running.inc()
+        if self._waiting or not self._fits(cost_bytes):
+            if len(self._waiting) >= self._max_queued:
+                self._metrics.rejected.inc()
+                raise ApiError(
+                    "overloaded", "too many gradings in progress; retry shortly", retry_after_s=1
+                )
+            await self._wait_turn(cost_bytes)  # returns holding the slot
+        else:
+            self._take(cost_bytes)
         try:
             yield
         finally:
-            self._metrics.inferences_running.dec()
-            self._semaphore.release()
+            self._release(cost_bytes)
+
+    def _fits(self, cost_bytes: int) -> bool:
+        if self._running >= self._max_running:
+            return False
+        return self._budget is None or self._reserved + cost_bytes <= self._budget
+
+    def _take(self, cost_bytes: int) -> None:
+        self._running += 1
+        self._reserved += cost_bytes
+        self._metrics.inferences_running.inc()
+
+    def _release(self, cost_bytes: int) -> None:
+        self._running -= 1
+        self._reserved -= cost_bytes
+        self._metrics.inferences_running.dec()
+        self._wake()
+
+    def _wake(self) -> None:
+        """Grant the slot to waiters from the head of the line while they fit."""
+        while self._waiting:
+            cost_bytes, turn = self._waiting[0]
+            if turn.done():  # cancelled while waiting
+                self._waiting.popleft()
+                continue
+            if not self._fits(cost_bytes):
+                break
+            self._waiting.popleft()
+            self._take(cost_bytes)
+            turn.set_result(None)
+        self._metrics.inferences_queued.set(len(self._waiting))
+
+    async def _wait_turn(self, cost_bytes: int) -> None:
+        entry = (cost_bytes, asyncio.get_running_loop().create_future())
+        self._waiting.append(entry)
+        self._metrics.inferences_queued.set(len(self._waiting))
+        try:
+            await entry[1]
+        except BaseException:
+            if entry[1].done() and not entry[1].cancelled():
+                self._release(cost_bytes)  # granted, then cancelled before it resumed
+            else:
+                with suppress(ValueError):
+                    self._waiting.remove(entry)
+                self._wake()  # the line's head may have changed
+            raise
 
 
 class BodyTooLarge(ApiError):

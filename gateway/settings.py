@@ -43,6 +43,15 @@ class Settings(BaseSettings):
 
     max_upload_bytes: int = Field(40 * 1024 * 1024, ge=1024)
     max_image_pixels: int = Field(50_000_000, ge=10_000)
+    # Decode memory (fundus/budget.py). The gateway pod's limit is 1 GiB (k8s/base/gateway) and
+    # the lean gateway idles near 130 MiB: 640 MiB of estimated decode working set leaves about
+    # 250 MiB for request bodies, responses and allocator slack. One image may declare at most
+    # 160 MiB decoded (pixels x channels x bytes per sample): a 50 M pixel 8-bit RGB photograph
+    # (143 MiB) passes, the review's 7000 x 7000 16-bit RGBA PNG (374 MiB) gets 413. A request
+    # (both eyes of an exam together) whose estimate exceeds the whole budget gets 413; one
+    # that does not fit what is left waits in the inference queue (503 when it is full).
+    max_decoded_bytes: int = Field(160 * 1024 * 1024, ge=1024 * 1024)
+    decode_memory_budget_bytes: int = Field(640 * 1024 * 1024, ge=16 * 1024 * 1024)
     max_concurrent_inferences: int = Field(4, ge=1)
     max_queued_inferences: int = Field(32, ge=0)
     request_timeout_s: float = Field(30.0, gt=0)
