@@ -143,7 +143,10 @@ class Stack:
     def restart_server(self) -> None:
         """Start a new stand-in on the same port and wait until AVAILABLE; then open the gate."""
         self.server = TFServingProcess(
-            self.model_root, port=self.server.port, args=self.server_args
+            self.model_root,
+            port=self.server.port,
+            args=self.server_args,
+            batching=self.server.batching,
         ).start()
         if self.gate is not None:
             self.gate.open()

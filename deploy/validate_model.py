@@ -7,14 +7,19 @@ Checks, in the order a failed release would hurt:
 2. ``assets.extra/model_card.json`` parses as the gateway's ModelCard (name, version, sizes);
 3. the SignatureDefs TF Serving will serve pass the gateway's own readiness check
    (``gateway.backends.signatures.check_signatures``), plus output dtypes/shapes and the
-   ``model_card`` signature (input ``unused`` int32 [N], output ``model_card`` string [N]);
+   ``model_card`` signature (input ``unused`` int32 [N], output ``model_card`` string [N]), and
+   TF Serving's batching rules (``--enable_batching`` batches every signature): every input and
+   output has rank >= 1 with a shared -1 batch dimension (deploy/validate_batching.py);
 4. ``assets.extra/tf_serving_warmup_requests`` is a TFRecord of PredictionLog protos whose
-   requests fit the signatures (TF Serving replays at most 1000 of them at load);
+   requests fit the signatures (TF Serving replays at most 1000 of them at load), that every
+   batching config (``--batching-config``, default the k8s ones) accepts, covering every
+   signature at every batch size the configs allow;
 5. ``tf.saved_model.load`` works, the ``model_card`` signature returns the card file, and
    ``serving_default`` on reference images (preprocessed by ``fundus`` with the card's
    PreprocessConfig; synthetic photographs when no directory is given) gives probabilities
    that sum to 1, grades in 0..4 equal to their argmax and referable_probability = P(grade>=2);
-   ``explain`` gives the same probabilities and heatmaps in [0, 1].
+   ``explain`` gives the same probabilities and heatmaps in [0, 1]; every signature called at
+   batch sizes 1 and 2 answers outputs with that 0th dimension.
 
 Every problem is reported; the exit code is 1 when there is any (2 for usage errors).
 """
@@ -36,6 +41,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
+from deploy.validate_batching import (  # noqa: E402
+    BatchingError,
+    call_problems,
+    load_configs,
+    static_problems,
+    warmup_problems,
+)
 from fundus import FundusError, PreprocessConfig, load_and_preprocess  # noqa: E402
 from gateway.errors import ApiError  # noqa: E402
 from gateway.model_card import ModelCard  # noqa: E402
@@ -172,10 +184,15 @@ def check_signature_defs(report: Report, defs: dict[str, Any], card: ModelCard) 
     for name, side, key, dtype, dims in contract:
         info = getattr(defs[name], side).get(key)
         _expect(report, f"{name} {side[:-1]} {key}", info, dtype, dims)
+    batching = static_problems(defs)
+    for problem in batching:
+        report.fail(f"batching: {problem}")
     report.ok("signatures")
+    if not batching:
+        report.ok("signatures batchable (rank >= 1, shared -1 batch dimension)")
 
 
-def check_warmup(report: Report, defs: dict[str, Any]) -> int:
+def check_warmup(report: Report, defs: dict[str, Any], configs: list[Any] | None = None) -> int:
     """Every warmup record is a PredictionLog whose request TF Serving could run."""
     import tensorflow as tf
     from tensorflow_serving.apis import prediction_log_pb2
@@ -185,11 +202,13 @@ def check_warmup(report: Report, defs: dict[str, Any]) -> int:
         report.fail(f"{path} is missing: the first requests after every load would be slow")
         return 0
     count = 0
+    logs = []
     try:
         for count, record in enumerate(tf.data.TFRecordDataset(str(path)), start=1):
             log = prediction_log_pb2.PredictionLog()
             log.ParseFromString(record.numpy())
             _check_warmup_record(report, count, log, defs)
+            logs.append(log)
     except tf.errors.DataLossError as error:
         report.fail(f"warmup file is not a valid TFRecord: {error.message}")
         return count
@@ -199,6 +218,10 @@ def check_warmup(report: Report, defs: dict[str, Any]) -> int:
         report.fail(f"warmup file holds {count} records; TF Serving refuses more than 1000")
     else:
         report.ok(f"warmup ({count} records)")
+    for problem in warmup_problems(
+        logs, configs if configs is not None else load_configs(), SIGNATURES
+    ):
+        report.fail(problem)
     return count
 
 
@@ -270,7 +293,7 @@ def check_predictions(
 
     served_card = functions["model_card"](unused=tf.zeros([1], tf.int32))["model_card"]
     file_card = json.loads((report.version_dir / "assets.extra" / "model_card.json").read_text())
-    if json.loads(served_card.numpy().reshape(-1)[0].decode()) != file_card:
+    if json.loads(np.asarray(served_card.numpy()).reshape(-1)[0].decode()) != file_card:
         report.fail("the model_card signature does not return assets.extra/model_card.json")
     else:
         report.ok("model_card signature")
@@ -286,6 +309,11 @@ def check_predictions(
     if not batch:
         raise ValidationFailed("no reference image could be preprocessed")
     pixels = tf.constant(np.stack(batch), dtype=tf.uint8)
+    calls = call_problems(functions, np.concatenate([np.stack(batch)] * 2))
+    for problem in calls:
+        report.fail(f"batching: {problem}")
+    if not calls:
+        report.ok("every signature at batch sizes 1 and 2")
     outputs = _run(functions["serving_default"], "serving_default", pixels)
     _check_outputs(report, outputs, len(batch))
     explained = _run(functions["explain"], "explain", pixels[:1])
@@ -348,7 +376,10 @@ def _check_explain(report: Report, explained: dict[str, Any], outputs: dict[str,
 
 
 def validate(
-    version_dir: Path, reference_dir: Path | None = None, model_name: str | None = "dr_grader"
+    version_dir: Path,
+    reference_dir: Path | None = None,
+    model_name: str | None = "dr_grader",
+    batching_configs: list[Path] | None = None,
 ) -> tuple[Report, dict[str, Any]]:
     """Run every check; the report lists the problems (empty = releasable)."""
     report = Report(version_dir)
@@ -358,7 +389,11 @@ def validate(
         card = check_card(report, version, model_name)
         defs = load_signature_defs(version_dir)
         check_signature_defs(report, defs, card)
-        summary["warmup_records"] = check_warmup(report, defs)
+        try:
+            configs = load_configs(batching_configs) if batching_configs else load_configs()
+        except (OSError, ValueError, BatchingError) as error:
+            raise ValidationFailed(f"TF Serving batching config: {error}") from None
+        summary["warmup_records"] = check_warmup(report, defs, configs)
         summary.update(check_predictions(report, card, reference_images(reference_dir)))
         summary.update(version=version, input_size=card.preprocess_config.size)
     except ValidationFailed as error:
@@ -372,10 +407,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("version_dir", type=Path, help="<root>/<model_name>/<version>")
     parser.add_argument("--reference-images", type=Path, help="default: synthetic photographs")
     parser.add_argument("--model-name", default="dr_grader")
+    parser.add_argument(
+        "--batching-config",
+        type=Path,
+        action="append",
+        help="TF Serving --batching_parameters_file (repeatable; default: the k8s ones)",
+    )
     args = parser.parse_args(argv)
     if args.reference_images is not None and not args.reference_images.is_dir():
         parser.error(f"--reference-images {args.reference_images} is not a directory")
-    report, summary = validate(args.version_dir, args.reference_images, args.model_name)
+    report, summary = validate(
+        args.version_dir, args.reference_images, args.model_name, args.batching_config
+    )
     for line in report.checked:
         print(f"ok: {line}")
     if report.problems:

@@ -17,8 +17,16 @@ from tests.deploy.conftest import REPO_ROOT, run
 pytest.importorskip("tensorflow")
 
 from deploy.validate_model import main, validate
+from model.tfserving_batching import (
+    BATCHING_CONFIGS,
+    default_warmup_batch_sizes,
+    load_batching_parameters,
+)
 
 SMOKE_KEY = "deploy-smoke-key"
+# What the k8s TF Serving batching configs allow (model/tfserving_batching.py reads them).
+SIZES = default_warmup_batch_sizes()
+MAX_BATCH = min(load_batching_parameters(p).max_batch_size for p in BATCHING_CONFIGS)
 
 
 def cli(*args: str) -> Any:
@@ -31,7 +39,8 @@ def test_a_good_model_is_releasable(toy_model_factory):
     version_dir = toy_model_factory("none")
     report, summary = validate(version_dir)
     assert report.problems == []
-    assert summary["warmup_records"] == 2 and summary["input_size"] == 32
+    # every signature at every batch size the k8s batching configs allow
+    assert summary["warmup_records"] == 3 * len(SIZES) and summary["input_size"] == 32
     assert len(summary["grades"]) == 5 and all(0 <= g <= 4 for g in summary["grades"])
 
 
@@ -60,6 +69,21 @@ def test_cli_exit_codes(toy_model_factory, tmp_path, capsys):
         ),
         ("no_explain", "missing signatures ['explain']"),
         ("float_input", "serving_default input image: dtype DT_FLOAT, expected DT_UINT8"),
+        # TF Serving runs with --enable_batching (issue 14, finding 1): the batching rules.
+        ("scalar_card", "batching: model_card input unused: rank 0 (scalar)"),
+        ("scalar_card", "batching: model_card output model_card: rank 0 (scalar)"),
+        (
+            "card_one_row",
+            "batching: model_card at batch size 2: Batched output tensor's 0th dimension does "
+            "not equal the sum of the 0th dimension sizes of the input tensors",
+        ),
+        ("warmup_batch_1_only", f"warmup lacks explain at batch sizes {SIZES[1:]}"),
+        ("warmup_batch_1_only", f"warmup lacks model_card at batch sizes {SIZES[1:]}"),
+        (
+            "warmup_too_large",
+            f"warmup record {len(SIZES) + 1} (serving_default): TF Serving refuses it: Task "
+            f"size 16 is larger than maximum input batch size {MAX_BATCH}",
+        ),
     ],
 )
 def test_each_defect_is_reported(toy_model_factory, defect: str, message: str):

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from fundus import PreprocessConfig
+
+SIGNATURES = ("serving_default", "explain", "model_card")
 
 DEFECTS = (
     "none",
@@ -21,13 +24,15 @@ DEFECTS = (
     "no_explain",  # explain signature missing
     "float_input",  # image input is float32 instead of uint8
     "scalar_card",  # model_card takes a rank-0 input (TF Serving's batching refuses it)
+    "card_one_row",  # model_card answers one row whatever the batch (cannot be split back)
+    "warmup_batch_1_only",  # warmup records at batch size 1 only (the pre-issue-14 warmup)
+    "warmup_too_large",  # a warmup record above max_batch_size (TF Serving fails the load)
 )
 
 
 def build_toy_model(root: Path, version: int = 1, size: int = 32, defect: str = "none") -> Path:
     """Write ``root/dr_grader/<version>`` and return that directory."""
     import tensorflow as tf
-    from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
 
     if defect not in DEFECTS:
         raise ValueError(defect)
@@ -85,6 +90,9 @@ def build_toy_model(root: Path, version: int = 1, size: int = 32, defect: str = 
         def model_card(self, unused: tf.Tensor) -> dict[str, tf.Tensor]:
             if defect == "scalar_card":
                 return {"model_card": tf.constant(card_json)}
+            if defect == "card_one_row":  # static shape [None], but always one row
+                rows = tf.minimum(tf.shape(unused)[:1], 1)
+                return {"model_card": tf.fill(rows, tf.constant(card_json))}
             return {"model_card": tf.fill(tf.shape(unused)[:1], tf.constant(card_json))}
 
     module = Toy()
@@ -98,19 +106,37 @@ def build_toy_model(root: Path, version: int = 1, size: int = 32, defect: str = 
     extra.mkdir()
     (extra / "model_card.json").write_text(card_json)
     if defect != "no_warmup":
-        with tf.io.TFRecordWriter(str(extra / "tf_serving_warmup_requests")) as writer:
-            for batch in (1, 2):
-                request = predict_pb2.PredictRequest(
-                    model_spec=model_pb2.ModelSpec(
-                        name="dr_grader", signature_name="serving_default"
-                    )
-                )
-                key = "pixels" if defect == "warmup_wrong_input" else "image"
-                request.inputs[key].CopyFrom(
-                    tf.make_tensor_proto(tf.zeros([batch, size, size, 3], input_dtype))
-                )
-                log = prediction_log_pb2.PredictionLog(
-                    predict_log=prediction_log_pb2.PredictLog(request=request)
-                )
-                writer.write(log.SerializeToString())
+        _write_warmup(extra / "tf_serving_warmup_requests", size, defect)
     return target
+
+
+def _write_warmup(path: Path, size: int, defect: str) -> None:
+    """model/'s warmup records (every signature x the k8s configs' batch sizes), or a defect."""
+    import tensorflow as tf
+    from tensorflow.core.framework import types_pb2
+
+    from model.tfserving_batching import default_warmup_batch_sizes
+    from model.warmup import warmup_requests
+
+    sizes = default_warmup_batch_sizes()
+    signatures: tuple[str, ...] = SIGNATURES
+    if defect in ("warmup_batch_1_only", "scalar_card"):
+        sizes = [1]  # scalar_card: the whole export as it was before issue 14
+    elif defect == "warmup_too_large":
+        sizes = [*sizes, 16]
+    if defect in ("scalar_card", "card_one_row"):  # no model_card record: the version loads
+        signatures = SIGNATURES[:2]
+    logs: list[Any] = warmup_requests("dr_grader", size, sizes, signatures)
+    for log in logs:
+        inputs = log.predict_log.request.inputs
+        if defect == "float_input" and "image" in inputs:
+            inputs["image"].dtype = types_pb2.DT_FLOAT
+            inputs["image"].float_val[:] = [float(v) for v in inputs["image"].int_val]
+            inputs["image"].ClearField("int_val")
+    if defect == "warmup_wrong_input":
+        first = logs[0].predict_log.request.inputs
+        first["pixels"].CopyFrom(first["image"])
+        del first["image"]
+    with tf.io.TFRecordWriter(str(path)) as writer:
+        for log in logs:
+            writer.write(log.SerializeToString())

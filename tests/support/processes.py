@@ -23,14 +23,39 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-class TFServingProcess:
-    """``tests.support.tfserving_server`` in its own process (it imports TensorFlow)."""
+# What production runs TF Serving with (k8s/base/tfserving/deployment.yaml, docker-compose.yml).
+BATCHING_CONFIG = REPO_ROOT / "k8s" / "base" / "tfserving" / "batching.config"
 
-    def __init__(self, model_base: Path, *, port: int = 0, args: tuple[str, ...] = ()) -> None:
+
+class TFServingProcess:
+    """``tests.support.tfserving_server`` in its own process (it imports TensorFlow).
+
+    Batching is on by default with the production batching config, as TF Serving runs in the
+    cluster: the stand-in then refuses what TF Serving's BatchingSession refuses.
+    ``batching=False`` serves without it; a Path uses that BatchingParameters file instead.
+    """
+
+    def __init__(
+        self,
+        model_base: Path,
+        *,
+        port: int = 0,
+        args: tuple[str, ...] = (),
+        batching: bool | Path = True,
+    ) -> None:
         self.model_base = model_base
         self.port = port
         self.args = args
+        self.batching = batching
         self.process: subprocess.Popen[str] | None = None
+
+    @property
+    def batching_args(self) -> tuple[str, ...]:
+        """The stand-in's batching options (TF Serving's --enable_batching and its file)."""
+        if self.batching is False:
+            return ()
+        config = BATCHING_CONFIG if self.batching is True else self.batching
+        return ("--enable-batching", "--batching-parameters-file", str(config))
 
     def start(self, wait_available: bool = True, timeout_s: float = 300.0) -> TFServingProcess:
         """Start, learn the port, optionally wait until the model is AVAILABLE."""
@@ -42,6 +67,7 @@ class TFServingProcess:
             str(self.model_base),
             "--port",
             str(self.port),
+            *self.batching_args,
             *self.args,
         ]
         self.process = subprocess.Popen(

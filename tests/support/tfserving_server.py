@@ -16,8 +16,20 @@ signature. It reproduces TF Serving's observable behaviour that the gateway depe
 - GetModelMetadata with ``signature_def`` packed as ``SignatureDefMap``; GetModelStatus with
   LOADING/AVAILABLE states.
 
+With ``--enable-batching`` (TF Serving's ``--enable_batching``; tests/support/processes.py turns
+it on by default, as production runs) and optionally ``--batching-parameters-file`` (the same
+text-proto file TF Serving reads, e.g. k8s/base/tfserving/batching.config), every signature goes
+through TF Serving's BatchingSession rules (model/tfserving_batching.py) with its codes and
+messages: rank-0 inputs, unequal 0th dimensions and tasks above ``max_batch_size`` are
+INVALID_ARGUMENT; each task is split (``enable_large_batch_splitting``) and padded to an allowed
+batch size by repeating its first row; outputs without a batch dimension equal to the padded size
+are FAILED_PRECONDITION. Warmup records go through the same path, and a refused one fails the
+version's load (state END, as TF Serving). What it does not do: merge concurrent requests into
+one batch (each request is batched alone), queue limits and batch timeouts.
+
 Extra knobs for tests: ``--load-delay`` (seconds in LOADING), ``--predict-delay`` (slow
-inference: added to serving_default/explain Predict calls), ``--labels stable=1,canary=2``. Prints ``PORT <n>`` on stdout once listening.
+inference: added to serving_default/explain Predict calls), ``--labels stable=1,canary=2``.
+Prints ``PORT <n>`` on stdout once listening.
 
     python -m tests.support.tfserving_server --model-base-path export --model-name dr_grader
 """
@@ -47,6 +59,17 @@ from tensorflow_serving.apis import (
     predict_pb2,
     prediction_log_pb2,
     prediction_service_pb2_grpc,
+)
+
+from model.tfserving_batching import (
+    BatchingError,
+    BatchingParameters,
+    check_outputs,
+    check_task,
+    execution_batches,
+    load_batching_parameters,
+    padded_size,
+    task_size,
 )
 
 _TYPED_FIELD = {
@@ -79,15 +102,42 @@ def as_proto_field(array: np.ndarray, dtype: int) -> tensor_pb2.TensorProto:
     return proto
 
 
+def run_signature(
+    function: Any, inputs: dict[str, np.ndarray], batching: BatchingParameters | None
+) -> dict[str, np.ndarray]:
+    """Call a signature; with batching, the way TF Serving's BatchingSession runs one task."""
+    if batching is None:
+        return {k: np.asarray(v.numpy()) for k, v in function(**inputs).items()}
+    size = task_size({k: v.shape for k, v in inputs.items()})
+    check_task(size, batching)
+    pieces: list[dict[str, np.ndarray]] = []
+    start = 0
+    for part in execution_batches(size, batching):
+        rows = {k: v[start : start + part] for k, v in inputs.items()}
+        padding = padded_size(part, batching.allowed_batch_sizes) - part
+        if padding > 0:  # TF Serving repeats the first row of the last task
+            rows = {k: np.concatenate([v, np.repeat(v[:1], padding, 0)]) for k, v in rows.items()}
+        outputs = {
+            k: np.asarray(v.numpy())
+            for k, v in function(**{k: tf.constant(v) for k, v in rows.items()}).items()
+        }
+        check_outputs({k: v.shape for k, v in outputs.items()}, part + padding)
+        pieces.append({k: v[:part] for k, v in outputs.items()})
+        start += part
+    return {k: np.concatenate([p[k] for p in pieces]) for k in pieces[0]}
+
+
 class LoadedVersion:
     """One version: the loaded object, its signatures and their SignatureDef protos.
 
     Like ``--enable_model_warmup`` (TF Serving's default), the PredictLog records in
-    ``assets.extra/tf_serving_warmup_requests`` are replayed before the version is AVAILABLE.
+    ``assets.extra/tf_serving_warmup_requests`` are replayed before the version is AVAILABLE
+    (through the batching rules when they are on: a refused record fails the load).
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, batching: BatchingParameters | None) -> None:
         self.version = int(path.name)
+        self.batching = batching
         self.model = tf.saved_model.load(str(path))
         self.functions: dict[str, Any] = dict(self.model.signatures)
         proto = saved_model_pb2.SavedModel()
@@ -104,8 +154,11 @@ class LoadedVersion:
             log.ParseFromString(raw.numpy())
             request = log.predict_log.request
             name = request.model_spec.signature_name or "serving_default"
-            inputs = {k: tf.constant(tf.make_ndarray(v)) for k, v in request.inputs.items()}
-            self.functions[name](**inputs)
+            inputs = {k: tf.make_ndarray(v) for k, v in request.inputs.items()}
+            try:
+                run_signature(self.functions[name], inputs, self.batching)
+            except BatchingError as error:
+                raise RuntimeError(f"warmup record {count + 1} ({name}): {error.message}") from None
             count += 1
         return count
 
@@ -113,10 +166,19 @@ class LoadedVersion:
 class ModelStore:
     """Versions under ``<base>/<name>``, loaded after ``load_delay`` seconds, and labels."""
 
-    def __init__(self, base: Path, name: str, labels: dict[str, int], load_delay: float) -> None:
+    def __init__(
+        self,
+        base: Path,
+        name: str,
+        labels: dict[str, int],
+        load_delay: float,
+        batching: BatchingParameters | None = None,
+    ) -> None:
         self.name = name
         self.labels = labels
+        self.batching = batching
         self.versions: dict[int, LoadedVersion] = {}
+        self.failed: dict[int, str] = {}  # version -> why its load failed (state END)
         self.pending = sorted(int(p.name) for p in (base / name).iterdir() if p.name.isdigit())
         self._base = base
         threading.Thread(target=self._load, args=(load_delay,), daemon=True).start()
@@ -124,7 +186,12 @@ class ModelStore:
     def _load(self, delay: float) -> None:
         time.sleep(delay)
         for version in list(self.pending):
-            self.versions[version] = LoadedVersion(self._base / self.name / str(version))
+            try:
+                loaded = LoadedVersion(self._base / self.name / str(version), self.batching)
+                self.versions[version] = loaded
+            except Exception as error:  # TF Serving: the load fails, the version ends
+                self.failed[version] = str(error)
+                print(f"version {version} failed to load: {error}", file=sys.stderr, flush=True)
             self.pending.remove(version)
 
     def resolve(self, spec: Any) -> LoadedVersion:
@@ -209,26 +276,31 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
                     f"{len(signature.inputs)} len({{{','.join(sorted(request.inputs))}}}) != "
                     f"len({{{','.join(sorted(signature.inputs))}}})",
                 )
+            if loaded.batching is not None:  # the BatchingSession sees the task first
+                shapes = {
+                    k: [d.size for d in v.tensor_shape.dim] for k, v in request.inputs.items()
+                }
+                check_task(task_size(shapes), loaded.batching)
             inputs = {
-                name: tf.constant(
-                    _check_input(name, request.inputs[name], signature.inputs[name], i)
-                )
+                name: _check_input(name, request.inputs[name], signature.inputs[name], i)
                 for i, name in enumerate(sorted(signature.inputs))
             }
             if self.predict_delay and signature_name != "model_card":
                 time.sleep(self.predict_delay)
             try:
-                outputs = loaded.functions[signature_name](**inputs)
+                outputs = run_signature(loaded.functions[signature_name], inputs, loaded.batching)
             except tf.errors.InvalidArgumentError as error:
                 raise RpcError(grpc.StatusCode.INVALID_ARGUMENT, error.message) from None
             response = predict_pb2.PredictResponse()
             response.model_spec.name = self.store.name
             response.model_spec.version.value = loaded.version
             response.model_spec.signature_name = signature_name
-            for alias, tensor in outputs.items():
+            for alias, array in outputs.items():
                 dtype = signature.outputs[alias].dtype
-                response.outputs[alias].CopyFrom(as_proto_field(np.asarray(tensor.numpy()), dtype))
+                response.outputs[alias].CopyFrom(as_proto_field(array, dtype))
             return response
+        except BatchingError as error:
+            context.abort(grpc.StatusCode[error.code], error.message)
         except RpcError as error:
             context.abort(error.code, error.message)
 
@@ -265,7 +337,8 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
             context.abort(
                 grpc.StatusCode.NOT_FOUND, f"Could not find any versions of model {spec.name}"
             )
-        wanted: list[int] = sorted(set(self.store.versions) | set(self.store.pending))
+        store = self.store
+        wanted: list[int] = sorted(set(store.versions) | set(store.pending) | set(store.failed))
         if spec.HasField("version"):
             wanted = [spec.version.value]
         elif spec.version_label:
@@ -277,10 +350,16 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
             wanted = [self.store.labels[spec.version_label]]
         response = get_model_status_pb2.GetModelStatusResponse()
         for version in wanted:
-            if version in self.store.versions:
+            error = store.failed.get(version)
+            if version in store.versions:
                 state = status.AVAILABLE
-            elif version in self.store.pending:
+            elif version in store.pending:
                 state = status.LOADING
+            elif error is not None:  # a failed load ends the version, with the reason
+                entry = response.model_version_status.add(version=version, state=status.END)
+                entry.status.error_code = 3  # tensorflow.error.INVALID_ARGUMENT
+                entry.status.error_message = error
+                continue
             else:
                 context.abort(
                     grpc.StatusCode.NOT_FOUND,
@@ -299,12 +378,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--labels", default="")
     parser.add_argument("--load-delay", type=float, default=0.0)
     parser.add_argument("--predict-delay", type=float, default=0.0)
+    parser.add_argument("--enable-batching", action="store_true", help="TF Serving's rules")
+    parser.add_argument("--batching-parameters-file", type=Path, help="text BatchingParameters")
     args = parser.parse_args(argv)
+    if args.batching_parameters_file and not args.enable_batching:
+        parser.error("--batching-parameters-file needs --enable-batching")
+    batching = None
+    if args.enable_batching:
+        batching = (
+            load_batching_parameters(args.batching_parameters_file)
+            if args.batching_parameters_file
+            else BatchingParameters()
+        )
     labels = {
         key: int(value)
         for key, value in (item.split("=") for item in args.labels.split(",") if item)
     }
-    store = ModelStore(args.model_base_path, args.model_name, labels, args.load_delay)
+    store = ModelStore(args.model_base_path, args.model_name, labels, args.load_delay, batching)
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=8),
         options=[
