@@ -1,11 +1,15 @@
-"""Watch the canary gateway pod's error rate and latency in Prometheus; decide promote/rollback.
+"""Watch the canary gateway pod's errors, latency and grade mix in Prometheus; promote/rollback.
 
     python deploy/canary_watch.py --prometheus http://127.0.0.1:9090 --expect-version 7 \\
         --duration 900 --interval 60
 
 Exit 0: promote (enough canary traffic, error rate and p95 latency within bounds, the canary pods
-really serve the expected version). Exit 1: roll back, with the reason. Exit 3: Prometheus could
-not be queried (treated as a rollback by model-release.yml: no evidence, no promotion).
+really serve the expected version, and the canary's grade mix not different from stable's: a
+model that fails no request can still grade worse, so ``drg_predictions_total{grade}`` of the two
+tracks is compared with a chi-square test of homogeneity AND a total-variation bound, judged only
+once the canary has graded ``--min-graded`` images). Exit 1: roll back, with the reason.
+Exit 3: Prometheus could not be queried (treated as a rollback by model-release.yml: no
+evidence, no promotion).
 
 The series come from the gateway's own metrics (gateway/metrics.py) with the pod label `track`
 that the PodMonitor copies (k8s/components/monitoring); tests/deploy checks both.
@@ -21,6 +25,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,6 +48,13 @@ def queries(namespace: str, track: str, window_s: int) -> dict[str, str]:
             f"(rate(drg_http_request_duration_seconds_bucket{{{selector}}}[{window}])))"
         ),
         "versions": f'max by (version) (drg_model_info{{namespace="{namespace}",track="{track}"}})',
+        # Graded images per grade; the track label (the PodMonitor copies it) says which model
+        # version graded them: the canary pods serve only the canary label (checked via
+        # drg_model_info above), the stable pods only `stable`.
+        "grades": (
+            "sum by (grade) (increase(drg_predictions_total"
+            f'{{namespace="{namespace}",track="{track}"}}[{window}]))'
+        ),
     }
 
 
@@ -86,6 +98,7 @@ class Observation:
     errors: float
     p95_s: float
     versions: frozenset[str]
+    grades: tuple[float, ...] = (0.0,) * 5
 
     @property
     def error_rate(self) -> float:
@@ -97,11 +110,17 @@ def observe(prometheus: Prometheus, namespace: str, track: str, window_s: int) -
     """Query the four series of a track."""
     q = queries(namespace, track, window_s)
     p95 = prometheus.scalar(q["p95_s"])
+    grades = [0.0] * 5
+    for row in prometheus.query(q["grades"]):
+        grade = row["metric"].get("grade", "")
+        if grade.isdigit() and int(grade) < 5:
+            grades[int(grade)] = float(row["value"][1])
     return Observation(
         requests=prometheus.scalar(q["requests"]),
         errors=prometheus.scalar(q["errors"]),
         p95_s=0.0 if math.isnan(p95) else p95,
         versions=frozenset(r["metric"].get("version", "") for r in prometheus.query(q["versions"])),
+        grades=tuple(grades),
     )
 
 
@@ -113,6 +132,62 @@ class Limits:
     max_error_ratio: float
     max_p95_s: float
     min_requests: int
+    min_graded: int = 200
+    max_grade_tv: float = 0.10
+    grade_alpha: float = 0.001
+
+
+def chi2_sf(statistic: float, df: int) -> float:
+    """P(X >= statistic) for a chi-square with ``df`` degrees of freedom (series of the lower
+    regularized gamma function; no SciPy in the deploy tools)."""
+    if statistic <= 0:
+        return 1.0
+    a, x = df / 2.0, statistic / 2.0
+    term = total = 1.0 / a
+    n = 0
+    while term > total * 1e-15 and n < 10_000:
+        n += 1
+        term *= x / (a + n)
+        total += term
+    lower = math.exp(-x + a * math.log(x) - math.lgamma(a)) * total
+    return max(0.0, 1.0 - lower)
+
+
+def grade_mix(canary: Sequence[float], stable: Sequence[float]) -> tuple[float, float]:
+    """(total-variation distance, chi-square homogeneity p-value) of two grade count vectors."""
+    n_c, n_s = sum(canary), sum(stable)
+    if n_c <= 0 or n_s <= 0:
+        return 0.0, 1.0
+    tv = 0.5 * sum(abs(c / n_c - s / n_s) for c, s in zip(canary, stable, strict=True))
+    statistic, used = 0.0, 0
+    for c, s in zip(canary, stable, strict=True):
+        column = c + s
+        if column <= 0:
+            continue  # a grade neither track produced adds no degree of freedom
+        used += 1
+        for observed, row in ((c, n_c), (s, n_s)):
+            expected = row * column / (n_c + n_s)
+            statistic += (observed - expected) ** 2 / expected
+    return tv, chi2_sf(statistic, used - 1) if used > 1 else 1.0
+
+
+def grade_verdict(canary: Observation, stable: Observation, limits: Limits) -> str | None:
+    """A reason to roll back when the canary grades differently from stable, else None.
+
+    Both a significant difference (p < grade_alpha) and a material one (TV > max_grade_tv) are
+    needed: with much traffic tiny shifts become significant; with little, big ones are noise.
+    """
+    if sum(canary.grades) < limits.min_graded:
+        return None
+    tv, p_value = grade_mix(canary.grades, stable.grades)
+    if p_value < limits.grade_alpha and tv > limits.max_grade_tv:
+        return (
+            f"canary grade mix differs from stable's: total variation {tv:.3f} > "
+            f"{limits.max_grade_tv:.3f}, chi-square p = {p_value:.2g} "
+            f"(canary {[round(g) for g in canary.grades]}, "
+            f"stable {[round(g) for g in stable.grades]})"
+        )
+    return None
 
 
 def verdict(canary: Observation, stable: Observation, limits: Limits, final: bool) -> str | None:
@@ -129,6 +204,14 @@ def verdict(canary: Observation, stable: Observation, limits: Limits, final: boo
             )
         if canary.p95_s > limits.max_p95_s:
             return f"canary p95 latency {canary.p95_s:.2f} s > {limits.max_p95_s:.2f} s"
+    mix = grade_verdict(canary, stable, limits)
+    if mix:
+        return mix
+    if final and sum(canary.grades) < limits.min_graded:
+        return (
+            f"only {sum(canary.grades):.0f} images graded by the canary (< {limits.min_graded}): "
+            "not enough evidence that it grades like stable"
+        )
     if final and not enough:
         return (
             f"only {canary.requests:.0f} canary grading requests (< {limits.min_requests}): "
@@ -183,6 +266,7 @@ def _as_dict(observation: Observation) -> dict[str, Any]:
         "error_rate": round(observation.error_rate, 5),
         "p95_s": round(observation.p95_s, 4),
         "versions": sorted(observation.versions),
+        "grades": [round(g, 1) for g in observation.grades],
     }
 
 
@@ -201,9 +285,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-p95-seconds", type=float, default=3.0)
     parser.add_argument("--min-requests", type=int, default=20)
     parser.add_argument("--min-window", type=int, default=60, help="shortest PromQL range (s)")
+    parser.add_argument(
+        "--min-graded", type=int, default=200, help="canary images before the grade mix counts"
+    )
+    parser.add_argument("--max-grade-tv", type=float, default=0.10)
+    parser.add_argument("--grade-alpha", type=float, default=0.001)
     args = parser.parse_args(argv)
     limits = Limits(
-        args.max_error_rate, args.max_error_ratio, args.max_p95_seconds, args.min_requests
+        args.max_error_rate,
+        args.max_error_ratio,
+        args.max_p95_seconds,
+        args.min_requests,
+        args.min_graded,
+        args.max_grade_tv,
+        args.grade_alpha,
     )
     try:
         reason = watch(

@@ -2,13 +2,15 @@
 
     python deploy/render.py --overlay eks \\
         --image 123456789012.dkr.ecr.eu-west-1.amazonaws.com/dr-gateway@sha256:<digest> \\
-        --stable 3 --canary 4 --out rendered.yaml
+        --stable 3 --canary 4 --source-revision <git sha> --out rendered.yaml
 
 Writes a throw-away kustomization on top of ``k8s/overlays/<overlay>`` (images + a merged
 ``tfserving-config`` holding the new models.config) and builds it with ``kubectl kustomize``,
 so the committed overlays stay untouched and a deploy is one reviewed file. The ConfigMap keeps
 its content hash: a new model state rolls the model servers, and ``kubectl rollout undo`` finds
-the previous ConfigMap still there.
+the previous ConfigMap still there. ``--source-revision`` records the commit rendered from as the
+annotation ``dr-grading.io/source-revision`` on every Deployment (not on the pod templates, so it
+rolls nothing): model-release.yml reads it and renders model changes from that same commit.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ from deploy.models_config import ConfigError, ReleaseState, build  # noqa: E402
 
 OVERLAYS = REPO_ROOT / "k8s" / "overlays"
 IMAGE_NAME = "dr-gateway"
+REVISION_ANNOTATION = "dr-grading.io/source-revision"
+_REVISION = re.compile(r"^[0-9a-f]{40}$")
 _IMAGE = re.compile(
     r"^(?P<name>[a-z0-9][a-z0-9._/:-]*?)(?:@(?P<digest>sha256:[0-9a-f]{64})|:(?P<tag>[\w][\w.-]{0,127}))$"
 )
@@ -59,7 +63,9 @@ def image_entry(image: str) -> dict[str, str]:
     return entry
 
 
-def render(overlay: str, image: str | None, state: ReleaseState | None) -> str:
+def render(
+    overlay: str, image: str | None, state: ReleaseState | None, revision: str | None = None
+) -> str:
     """The rendered manifests (multi-document YAML)."""
     source = OVERLAYS / overlay
     if not (source / "kustomization.yaml").is_file():
@@ -79,6 +85,17 @@ def render(overlay: str, image: str | None, state: ReleaseState | None) -> str:
             kustomization["configMapGenerator"] = [
                 {"name": "tfserving-config", "behavior": "merge", "files": ["models.config"]}
             ]
+        if revision:
+            if not _REVISION.match(revision):
+                raise SystemExit(f"--source-revision must be a 40-hex git sha, got {revision!r}")
+            patch = {
+                "apiVersion": "apps/v1",
+                "kind": "Deployment",
+                "metadata": {"name": "any", "annotations": {REVISION_ANNOTATION: revision}},
+            }
+            kustomization["patches"] = [
+                {"target": {"kind": "Deployment"}, "patch": yaml.safe_dump(patch)}
+            ]
         (work / "kustomization.yaml").write_text(yaml.safe_dump(kustomization, sort_keys=False))
         result = subprocess.run(
             [kubectl(), "kustomize", str(work)], capture_output=True, text=True, check=False
@@ -97,13 +114,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--canary", type=int, help="model version behind `canary` (default: stable)"
     )
+    parser.add_argument(
+        "--source-revision", help="git sha rendered from (annotation on the Deployments)"
+    )
     parser.add_argument("--out", type=Path, help="default: stdout")
     args = parser.parse_args(argv)
     if args.canary is not None and args.stable is None:
         parser.error("--canary needs --stable")
     try:
         state = ReleaseState(args.stable, args.canary or args.stable) if args.stable else None
-        text = render(args.overlay, args.image, state)
+        text = render(args.overlay, args.image, state, args.source_revision)
     except ConfigError as error:
         print(f"render: {error}", file=sys.stderr)
         return 1

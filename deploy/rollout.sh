@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Deployment revisions around an apply, so that a failed release goes back exactly where it was.
 #   deploy/rollout.sh snapshot before.txt   # before kubectl apply
-#   deploy/rollout.sh wait                  # rollout status of every Deployment
+#   deploy/rollout.sh wait                  # rollout status of every Deployment (in parallel)
 #   deploy/rollout.sh undo before.txt       # undo only the Deployments whose revision moved
 # `kubectl rollout undo` without --to-revision would also "undo" an unchanged Deployment to an
 # older revision; comparing with the snapshot avoids that.
@@ -16,11 +16,19 @@ revision() {
     -o jsonpath='{.metadata.annotations.deployment\.kubernetes\.io/revision}' 2>/dev/null || true
 }
 
+# The Deployments roll at the same time, so they are waited for in parallel: one `wait` takes at
+# most TIMEOUT, not three times it (the workflows' job timeouts count on that, see tests/deploy).
 wait_all() {
-  local name
+  local name pid failed=0
+  local pids=()
   for name in "${DEPLOYMENTS[@]}"; do
-    kubectl -n "$NAMESPACE" rollout status "deployment/$name" --timeout="$TIMEOUT"
+    kubectl -n "$NAMESPACE" rollout status "deployment/$name" --timeout="$TIMEOUT" &
+    pids+=("$!")
   done
+  for pid in "${pids[@]}"; do
+    wait "$pid" || failed=1
+  done
+  return "$failed"
 }
 
 case "${1:-}" in

@@ -408,6 +408,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reference-images", type=Path, help="default: synthetic photographs")
     parser.add_argument("--model-name", default="dr_grader")
     parser.add_argument(
+        "--reference-labels",
+        type=Path,
+        help="file,grade CSV of --reference-images: the clinical gate (deploy/clinical_gate.py)",
+    )
+    parser.add_argument("--gate-against", type=Path, help="stable version dir for the gate")
+    parser.add_argument(
         "--batching-config",
         type=Path,
         action="append",
@@ -419,6 +425,14 @@ def main(argv: list[str] | None = None) -> int:
     report, summary = validate(
         args.version_dir, args.reference_images, args.model_name, args.batching_config
     )
+    if args.reference_labels is not None:  # candidate refers no worse than stable
+        from deploy.clinical_gate import gate_problems
+
+        if args.reference_images is None:
+            parser.error("--reference-labels needs --reference-images")
+        report.problems += gate_problems(
+            args.version_dir, args.gate_against, args.reference_images, args.reference_labels
+        )
     for line in report.checked:
         print(f"ok: {line}")
     if report.problems:

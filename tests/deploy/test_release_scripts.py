@@ -191,6 +191,11 @@ def scenario(
 
     def answer(query: str) -> list[dict[str, Any]]:
         values = canary if 'track="canary"' in query else stable
+        if query.startswith("sum by (grade)"):
+            return [
+                {"metric": {"grade": str(g)}, "value": [0, str(n)]}
+                for g, n in enumerate(values["grades"])
+            ]
         if query.startswith("max by (version)"):
             return [{"metric": {"version": v}, "value": [0, "1"]} for v in values["versions"]]
         if query.startswith("histogram_quantile"):
@@ -204,8 +209,13 @@ def scenario(
     return answer
 
 
-HEALTHY = {"requests": 200, "errors": 1, "p95": 0.8, "versions": ["7"]}
-STABLE = {"requests": 2000, "errors": 10, "p95": 0.7, "versions": ["6"]}
+HEALTHY = {
+    "requests": 200, "errors": 1, "p95": 0.8, "versions": ["7"], "grades": [125, 28, 31, 9, 11],
+}  # fmt: skip
+STABLE = {
+    "requests": 2000, "errors": 10, "p95": 0.7, "versions": ["6"],
+    "grades": [1200, 300, 300, 100, 100],
+}  # fmt: skip
 
 
 def watch(prometheus_url: str, *extra: str) -> subprocess.CompletedProcess[str]:
@@ -225,6 +235,9 @@ def watch(prometheus_url: str, *extra: str) -> subprocess.CompletedProcess[str]:
         ({**HEALTHY, "requests": 5, "errors": 0}, 1, "not enough evidence"),
         ({**HEALTHY, "versions": ["6", "7"]}, 1, "expected only 7"),
         ({**HEALTHY, "p95": None}, 0, "PROMOTE"),  # no histogram yet: p95 unknown, not a failure
+        # No request fails, but the canary calls far more eyes referable than stable does.
+        ({**HEALTHY, "grades": [60, 20, 80, 20, 20]}, 1, "canary grade mix differs"),
+        ({**HEALTHY, "grades": [50, 10, 10, 3, 2]}, 1, "images graded by the canary (< 200)"),
     ],
 )
 def test_canary_watch_decides(canary: dict[str, Any], code: int, reason: str):
@@ -234,6 +247,36 @@ def test_canary_watch_decides(canary: dict[str, Any], code: int, reason: str):
     assert reason in result.stdout + result.stderr
     observations = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
     assert observations and observations[0]["canary"]["requests"] == canary["requests"]
+
+
+def test_grade_mix_statistics():
+    # Same proportions: no distance, no evidence of a difference.
+    assert canary_watch.grade_mix([10, 20, 30, 0, 0], [100, 200, 300, 0, 0]) == (0.0, 1.0)
+    # 2x2 table [[30, 10], [10, 30]]: chi-square 20 with 1 df -> p = 7.7e-6; TV 0.5.
+    tv, p = canary_watch.grade_mix([30, 10, 0, 0, 0], [10, 30, 0, 0, 0])
+    assert tv == pytest.approx(0.5) and p == pytest.approx(7.744e-6, rel=1e-3)
+    assert canary_watch.chi2_sf(9.4877, 4) == pytest.approx(0.05, rel=1e-3)
+    limits = canary_watch.Limits(0.02, 2.0, 3.0, 20, min_graded=200)
+    base = canary_watch.Observation(200, 0, 1.0, frozenset({"7"}))
+
+    def obs(grades: list[float]) -> canary_watch.Observation:
+        return canary_watch.Observation(200, 0, 1.0, frozenset({"7"}), tuple(grades))
+
+    stable = obs([1200, 300, 300, 100, 100])
+    # Material and significant -> rollback; significant but tiny (huge counts) -> no rollback.
+    assert canary_watch.grade_verdict(obs([60, 20, 80, 20, 20]), stable, limits)
+    assert not canary_watch.grade_verdict(
+        obs([118_000, 31_000, 31_000, 10_000, 10_000]),
+        obs([1_200_000, 300_000, 300_000, 100_000, 100_000]),
+        limits,
+    )
+    # A big shift on a handful of images is not judged (min_graded) ...
+    assert not canary_watch.grade_verdict(obs([2, 0, 5, 0, 0]), stable, limits)
+    # ... and at the end that lack of evidence blocks the promotion.
+    assert "not enough evidence" in (
+        canary_watch.verdict(obs([2, 0, 5, 0, 0]), stable, limits, True) or ""
+    )
+    assert base.grades == (0.0,) * 5
 
 
 def test_canary_watch_tolerates_a_bad_stable_period():
@@ -289,6 +332,9 @@ def fake_kubectl(tmp_path: Path) -> Iterator[tuple[dict[str, str], Path]]:
         "#!/bin/sh\n"
         f'echo "$@" >> {log}\n'
         'if [ "$3" = get ]; then cat "' + str(state) + '/$5" 2>/dev/null || exit 1; fi\n'
+        'if [ "$3" = rollout ] && [ "$4" = status ]; then sleep "${FAKE_SLEEP:-0}";'
+        ' [ "$5" = "deployment/${FAKE_FAIL:-none}" ] && exit 1; fi\n'
+        "exit 0\n"
     )
     (bin_dir / "kubectl").chmod(0o755)
     env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "NAMESPACE": "dr-grading"}
@@ -373,19 +419,22 @@ def test_workflow_script_calls_use_real_options():
         "deploy.canary_watch",
         "deploy.validate_model",
         "deploy.models_config",
+        "deploy.manifest",
     )
     helps = {m: help_text(m) for m in modules}
     seen = set()
     for _, _, step in all_steps():
         script = step.get("run", "").replace("\\\n", " ")
-        for call in re.finditer(r"python (?:-m (deploy\.\w+)|deploy/(\w+)\.py)([^\n|&;]*)", script):
+        # deployed/deploy/render.py: model-release renders from the deployed commit's checkout.
+        pattern = r"python (?:-m (deploy\.\w+)|(?:deployed/)?deploy/(\w+)\.py)([^\n|&;]*)"
+        for call in re.finditer(pattern, script):
             module = call[1] or f"deploy.{call[2]}"
             seen.add(module)
             for option in re.findall(r"(--[a-z][a-z-]+)", call[3]):
                 assert option in helps[module], f"{module} has no option {option}"
         for path in re.findall(r"(deploy/[\w.-]+\.sh)", script):
             assert (REPO_ROOT / path).is_file(), path
-        for path in re.findall(r"-r (\S+)", script):
+        for path in re.findall(r"pip install[^\n]* -r (\S+)", script):
             assert (REPO_ROOT / path).is_file(), path
     assert seen == set(modules)
     ci = workflow("ci.yml")
@@ -393,4 +442,124 @@ def test_workflow_script_calls_use_real_options():
     release_jobs = workflow("release.yml")["jobs"]
     assert release_jobs["ci"]["uses"] == "./.github/workflows/ci.yml"
     rollback = next(s for s in release_jobs["deploy"]["steps"] if s.get("name") == "Roll back")
-    assert rollback["if"].startswith("failure()") and "rollout.sh undo" in rollback["run"]
+    assert rollback["if"].startswith("(failure() || cancelled())")
+    assert "rollout.sh undo" in rollback["run"]
+
+
+# --- release mechanics (finding 11): concurrency, rollback on cancel, time budget, revision ----
+
+
+def cluster_jobs() -> Iterator[tuple[str, str, dict[str, Any]]]:
+    """Jobs that assume the deploy role (they change the cluster)."""
+    for name in ("release.yml", "model-release.yml"):
+        for job_name, job in workflow(name)["jobs"].items():
+            if any("AWS_DEPLOY_ROLE_ARN" in json.dumps(s) for s in job.get("steps", [])):
+                yield name, job_name, job
+
+
+def test_deploys_queue_per_job_not_per_workflow():
+    for name in ("release.yml", "model-release.yml"):
+        assert "concurrency" not in workflow(name), f"{name}: workflow-level concurrency"
+    groups = {(n, j): job.get("concurrency") for n, j, job in cluster_jobs()}
+    assert (
+        groups[("release.yml", "deploy")]
+        == groups[("model-release.yml", "canary")]
+        == {
+            "group": "deploy-production",
+            "cancel-in-progress": False,
+        }
+    )
+    # The observability job must not take a place in the deploy queue (one pending per group).
+    assert groups[("release.yml", "observability")]["group"] != "deploy-production"
+    assert set(groups) == {
+        ("release.yml", "deploy"), ("release.yml", "observability"), ("model-release.yml", "canary"),
+    }  # fmt: skip
+
+
+def _minutes(duration: str) -> int:
+    match = re.fullmatch(r"(\d+)m", duration)
+    assert match, duration
+    return int(match[1])
+
+
+def test_job_timeouts_hold_every_wait_and_the_rollback():
+    watch_max = 45  # the input check of model-release.yml
+    text = (WORKFLOWS / "model-release.yml").read_text()
+    assert "((WATCH_MINUTES > 45))" in text
+    for name, job_name, job in cluster_jobs():
+        steps = job["steps"]
+        rollbacks = [s for s in steps if "Roll back" in s.get("name", "")]
+        if job_name == "observability":
+            assert not rollbacks
+            continue
+        assert len(rollbacks) == 1
+        assert rollbacks[0]["if"].replace("\n", " ").startswith("(failure() || cancelled())")
+        rollout = _minutes(job["env"]["ROLLOUT_TIMEOUT"])
+        waits = sum(s.get("run", "").count("rollout.sh wait") for s in steps)
+        waits += sum(s.get("run", "").count("rollout.sh undo") for s in steps)
+        watch = watch_max if any("canary_watch" in s.get("run", "") for s in steps) else 0
+        budget = waits * rollout + watch
+        # 10 minutes for checkout, installs, renders and smoke tests.
+        assert job["timeout-minutes"] >= budget + 10, (name, job_name, budget)
+
+
+def test_rollout_waits_for_the_deployments_in_parallel(fake_kubectl, tmp_path):
+    env, state = fake_kubectl
+    for name in ("gateway", "gateway-canary", "tfserving"):
+        (state / name).write_text("1")
+    import time
+
+    started = time.monotonic()
+    result = run([str(REPO_ROOT / "deploy" / "rollout.sh"), "wait"], env={**env, "FAKE_SLEEP": "1"})
+    elapsed = time.monotonic() - started
+    assert result.returncode == 0, result.stderr
+    assert elapsed < 2.5, f"three 1 s waits took {elapsed:.1f} s: sequential"
+    failing = {**env, "FAKE_SLEEP": "0", "FAKE_FAIL": "gateway-canary"}
+    assert run([str(REPO_ROOT / "deploy" / "rollout.sh"), "wait"], env=failing).returncode != 0
+
+
+def test_model_release_renders_from_the_deployed_commit():
+    release = workflow("release.yml")["jobs"]["deploy"]["steps"]
+    render = next(s for s in release if "deploy.render" in s.get("run", ""))
+    assert '--source-revision "$GITHUB_SHA"' in render["run"]
+    canary = workflow("model-release.yml")["jobs"]["canary"]["steps"]
+    checkout = next(s for s in canary if s.get("with", {}).get("path") == "deployed")
+    assert checkout["with"]["ref"] == "${{ steps.state.outputs.revision }}"
+    state = next(s for s in canary if s.get("id") == "state")
+    assert "dr-grading\\.io/source-revision" in state["run"] and "^[0-9a-f]{40}$" in state["run"]
+    renders = [s["run"] for s in canary if "render.py --overlay" in s.get("run", "")]
+    assert len(renders) == 3  # canary, promote, roll back
+    for script in renders:
+        assert (
+            "python deployed/deploy/render.py" in script and "python -m deploy.render" not in script
+        )
+        assert '--source-revision "$REVISION"' in script
+
+
+def test_render_records_the_source_revision_on_deployments_only(kubectl):
+    sha = "0123456789abcdef0123456789abcdef01234567"
+    result = render("--overlay", "eks", "--stable", "3", "--source-revision", sha)
+    assert result.returncode == 0, result.stderr
+    docs = [d for d in yaml.safe_load_all(result.stdout) if d]
+    for doc in docs:
+        annotations = doc["metadata"].get("annotations") or {}
+        assert (annotations.get("dr-grading.io/source-revision") == sha) == (
+            doc["kind"] == "Deployment"
+        )
+        if doc["kind"] == "Deployment":  # not on the pod template: recording it rolls nothing
+            template = doc["spec"]["template"]["metadata"].get("annotations") or {}
+            assert "dr-grading.io/source-revision" not in template
+    bad = render("--overlay", "eks", "--stable", "3", "--source-revision", "main")
+    assert bad.returncode != 0 and "40-hex" in bad.stderr
+
+
+def test_release_deploys_observability(kubectl):
+    job = workflow("release.yml")["jobs"]["observability"]
+    assert job["needs"] == "deploy" and job["environment"] == "production"
+    script = next(s["run"] for s in job["steps"] if "observability" in s.get("run", ""))
+    assert "kubectl kustomize observability > observability.yaml" in script
+    assert "kubectl apply --server-side" in script and "-f observability.yaml" in script
+    rendered = run([kubectl, "kustomize", str(REPO_ROOT / "observability")])
+    assert rendered.returncode == 0, rendered.stderr
+    kinds = {d["kind"] for d in yaml.safe_load_all(rendered.stdout) if d}
+    assert {"PrometheusRule", "ConfigMap"} <= kinds
