@@ -177,7 +177,8 @@ class PacsIntake:
         deadline: float,
         parsed: _Uids,
     ) -> str:
-        async with self.limiter.slot():
+        # pydicom copies every element value out of the part: about its size again.
+        async with self.limiter.slot(len(data)):
             source, digest = await asyncio.to_thread(_parse, data)
         sop_class, sop_uid, _, _ = sr.source_uids(source)
         parsed.sop_class, parsed.sop_uid = sop_class, sop_uid

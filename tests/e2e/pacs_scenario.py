@@ -276,8 +276,9 @@ class Scenario:
     # -- helpers -------------------------------------------------------------------------
 
     def result(self, sop_uid: str) -> dict[str, Any]:
-        """GET /v1/results/{uid} (200 expected)."""
-        response = self.grade_http.get(f"/v1/results/{sop_uid}")
+        """GET /v1/results/{uid} (200 expected) with the PACS's key: results are readable by
+        the client that sent the instance (and by ``results:read`` keys), 404 for others."""
+        response = self.pacs_http.get(f"/v1/results/{sop_uid}")
         response.raise_for_status()
         body: dict[str, Any] = response.json()
         return body
@@ -441,6 +442,13 @@ class Scenario:
         self.check("intake needs the pacs scope", wrong_scope.status_code == 403)
         unknown = self.grade_http.get("/v1/results/1.2.3.4.5.6")
         self.check("unknown result: 404", unknown.status_code == 404, unknown.status_code)
+        photo_uid = str(pydicom.dcmread(io.BytesIO(photo)).SOPInstanceUID)
+        foreign = self.grade_http.get(f"/v1/results/{photo_uid}")
+        self.check(
+            "another client's result: 404 like an unknown one",
+            foreign.status_code == 404 and foreign.json() == unknown.json(),
+            foreign.status_code,
+        )
 
         # 2. Idempotency and per-instance refusal.
         response = self.stow([photo, sr_photo])

@@ -92,7 +92,7 @@ async def store_instances(
     body = await request.body()
     deadline = time.monotonic() + settings.request_timeout_s
     content_type = request.headers.get("content-type", "")
-    async with intake.limiter.slot():
+    async with intake.limiter.slot(len(body)):  # the parts are copies of the body
         instances = await asyncio.to_thread(
             stow.split_body, content_type, body, settings.pacs_max_parts
         )
