@@ -91,9 +91,15 @@ def test_tiny_pipeline_end_to_end(model_root, tmp_path):
     assert card["metrics"]["test"]["n"] == 10
     assert len(card["data_fingerprint"]) == 64
     logs = read_warmup(path / "assets.extra" / "tf_serving_warmup_requests")
-    assert logs and all(
-        log.predict_log.request.inputs["image"].dtype == tf.uint8.as_datatype_enum for log in logs
+    image_logs = [
+        log for log in logs if log.predict_log.request.model_spec.signature_name != "model_card"
+    ]
+    assert image_logs and all(
+        log.predict_log.request.inputs["image"].dtype == tf.uint8.as_datatype_enum
+        for log in image_logs
     )
+    # every signature the gateway calls, at every batch size the TF Serving configs allow
+    assert len(logs) == 3 * len(verification["warmup_batch_sizes"])
 
     # Independent check: new photos -> fundus bytes path -> SavedModel vs Keras fold ensemble.
     pp = fundus.PreprocessConfig.from_dict(card["preprocess"])
