@@ -17,7 +17,12 @@ from prometheus_client import (
     ProcessCollector,
 )
 
-LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+# p99 latency SLO per grading route, in seconds: 1.5 x (its own TF Serving batch + one full
+# batch ahead) of the measured 5-fold B3 ensemble on a 4-CPU TF Serving pod (bench/sizing.py,
+# `python -m bench.tfserving_sizing`); an exam is two images. The alert rules
+# (observability/prometheus/recording_rules.yml) read the bucket at exactly these bounds.
+LATENCY_SLO_S = {"/v1/grade": 8.0, "/v1/exams": 10.5}
+LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 8.0, 10.5, 15.0, 30.0)
 CONFIDENCE_BUCKETS = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
 
 

@@ -142,6 +142,20 @@ def test_autoscaler_target_and_canary_latency_bound_match_the_derivation(rendere
     )  # local: CPU only, checked elsewhere
 
 
+def test_latency_slos_of_the_gateway_and_the_alert_rules_match_the_derivation(sizing):
+    """The per-route p99 targets: derived here, bucket bounds of the gateway's histogram, and
+    the bounds the latency SLO recording rules read (one threshold per route)."""
+    from gateway.metrics import LATENCY_BUCKETS, LATENCY_SLO_S
+
+    assert sizing.slo_p99_s == LATENCY_SLO_S
+    assert set(LATENCY_SLO_S.values()) <= set(LATENCY_BUCKETS)
+    rules = (REPO_ROOT / "observability" / "prometheus" / "recording_rules.yml").read_text()
+    group = next(g for g in yaml.safe_load(rules)["groups"] if g["name"] == "drg-latency-slo")
+    for rule in group["rules"]:
+        bounds = re.findall(r'route="([^"]+)",le=~?"([0-9.]+)', rule["expr"])
+        assert {route: float(le) for route, le in bounds} == LATENCY_SLO_S, rule["record"]
+
+
 def test_the_bench_rederives_from_the_committed_figures():
     # `--derive-only` needs no TensorFlow: the step to repeat after a run on the real node.
     result = subprocess.run(
