@@ -27,10 +27,11 @@ from bench.gateway_stack import AUTH, Stack, fundus_jpeg, memory_kib, running_st
 from bench.hostile_images import TiffPage, png, tiff
 from tests.support.processes import TFServingProcess, free_port
 
-FIELDS = {"request_timeout_s": "120"}
+FIELDS = {"request_timeout_s": "120", "shutdown_grace_s": "125"}
 """Gateway settings of the bench (production defaults otherwise): on 2 shared cores the code
 before the fix needed more than the default 30 s for the exam, and a timed-out request's decode
-threads keep running, so its peak would be read before it happens."""
+threads keep running, so its peak would be read before it happens. The drain stays longer
+than the request timeout, as the settings require."""
 
 SIDE = 7000
 """49 M pixels: just under the pixel limit DRG_MAX_IMAGE_PIXELS (50 M), as in the review."""
@@ -73,9 +74,12 @@ class Case:
 
 
 def hostile_corpus() -> dict[str, bytes]:
-    """The review's 16-bit RGBA PNG and TIFFs that decode to hundreds of MB (a few 100 kB each)."""
+    """The review's 16-bit RGBA PNG, the largest images still admitted, and TIFFs that decode
+    to hundreds of MB (a few 100 kB each)."""
     return {
         "png16_rgba": png(SIDE, SIDE, channels=4, bits=16),
+        "png_rgb8": png(SIDE, SIDE, channels=3, bits=8),
+        "png16_rgba_4000": png(4000, 4000, channels=4, bits=16),
         "tiff_deflate_rgb8": tiff(TiffPage(SIDE, SIDE, channels=3, bits=8)),
         "tiff16_gray": tiff(TiffPage(SIDE, SIDE, channels=1, bits=16)),
         "tiff16_rgb_tiled_2pages": tiff(
@@ -85,24 +89,50 @@ def hostile_corpus() -> dict[str, bytes]:
 
 
 def cases(corpus: dict[str, bytes]) -> list[Case]:
-    """The review's three cases, then the TIFFs and a normal photograph."""
+    """The review's three cases, then the largest admitted PNG and TIFFs, alone, two at once
+    and as an exam, and a normal photograph."""
     hostile = Upload(corpus["png16_rgba"])
+    png8 = Upload(corpus["png_rgb8"])
+    tiff8 = Upload(corpus["tiff_deflate_rgb8"], "image/tiff")
     return [
         Case("jpeg_photo_1200x900", (Upload(fundus_jpeg(), "image/jpeg"),)),
         Case("png16_rgba_7000", (hostile,)),
         Case("png16_rgba_7000_x2_concurrent", (hostile, hostile)),
-        Case("exam_png16_rgba_both_eyes", (Upload(hostile.data, exam=True),)),
-        Case("tiff_deflate_rgb8_7000", (Upload(corpus["tiff_deflate_rgb8"], "image/tiff"),)),
+        Case("exam_png16_rgba_7000_both_eyes", (Upload(hostile.data, exam=True),)),
+        Case("png_rgb8_7000", (png8,)),
+        Case("png_rgb8_7000_x2_concurrent", (png8, png8)),
+        Case("exam_png16_rgba_4000_both_eyes", (Upload(corpus["png16_rgba_4000"], exam=True),)),
+        Case("tiff_deflate_rgb8_7000", (tiff8,)),
+        Case("tiff_deflate_rgb8_7000_x2_concurrent", (tiff8, tiff8)),
+        Case("exam_tiff_deflate_rgb8_7000_both_eyes", (Upload(tiff8.data, "image/tiff", True),)),
         Case("tiff16_gray_7000", (Upload(corpus["tiff16_gray"], "image/tiff"),)),
         Case(
             "tiff16_rgb_tiled_2pages_7000",
             (Upload(corpus["tiff16_rgb_tiled_2pages"], "image/tiff"),),
         ),
-        Case(
-            "exam_tiff_deflate_rgb8_x2_concurrent",
-            (Upload(corpus["tiff_deflate_rgb8"], "image/tiff", exam=True),) * 2,
-        ),
+        corpus_at_once(corpus),
     ]
+
+
+def corpus_at_once(corpus: dict[str, bytes]) -> Case:
+    """Everything at once (tests/reliability/test_decode_memory.py): the review's PNG twice and
+    as both eyes of an exam, the 16-bit tiled TIFF, the deflate TIFF twice and as an exam, the
+    16-bit gray TIFF."""
+    png16 = corpus["png16_rgba"]
+    tiff8 = Upload(corpus["tiff_deflate_rgb8"], "image/tiff")
+    return Case(
+        "hostile_corpus_at_once",
+        (
+            Upload(png16),
+            Upload(png16),
+            Upload(png16, exam=True),
+            Upload(corpus["tiff16_rgb_tiled_2pages"], "image/tiff"),
+            tiff8,
+            tiff8,
+            Upload(tiff8.data, "image/tiff", exam=True),
+            Upload(corpus["tiff16_gray"], "image/tiff"),
+        ),
+    )
 
 
 @dataclass(frozen=True)

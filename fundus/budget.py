@@ -43,6 +43,16 @@ PNG_DECODE_COPIES = 2
 7000 x 7000, 8 or 16 bit, with or without alpha)."""
 PILLOW_PIXEL_BYTES = 4
 """Pillow keeps RGB, RGBA, CMYK, LA as 4 bytes a pixel."""
+TIFF_PILLOW_BYTES = {
+    # 16-bit gray: the image (2), tobytes (2 x 2), later 8-bit gray and RGB copies after it is
+    # closed (1 + 3) -> 6 at the peak.
+    **dict.fromkeys(("I;16", "I;16B", "I;16L", "I;16N"), 6),
+    "RGB": PILLOW_PIXEL_BYTES + 2 * 3,  # the image, tobytes (2 x 3)
+    "L": 1 + PILLOW_PIXEL_BYTES + 2 * 3,  # the image, convert("RGB"), tobytes
+}
+"""Bytes a pixel at the peak of decode_tiff, by the Pillow mode of the first page."""
+TIFF_OTHER_PILLOW_BYTES = 2 * PILLOW_PIXEL_BYTES + 2 * 3
+"""Any other mode (RGBA, CMYK, palette, ...): the image, convert("RGB"), tobytes."""
 _SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 """Start-of-frame markers (C4 is DHT, C8 reserved, CC DAC)."""
 _PNG_CHANNELS = {0: 1, 2: 3, 3: 3, 4: 2, 6: 4}
@@ -214,9 +224,9 @@ def _tiff_cost(data: bytes) -> DecodeCost:
     _check_pieces(data, offsets, counts)
     piece = piece_w * piece_h * channels * sample
     pixels = width * height
-    # Pillow's image, a mode conversion, np.asarray's tobytes (2 x 3 B/px), libtiff's decoded
-    # and raw piece buffers.
-    decoder = pixels * (2 * PILLOW_PIXEL_BYTES + 6) + 2 * piece
+    # Pillow's image (TIFF_PILLOW_BYTES), np.asarray's tobytes (twice its output), then the
+    # 8-bit RGB copy; libtiff's decoded and raw piece buffers.
+    decoder = pixels * TIFF_PILLOW_BYTES.get(image.mode, TIFF_OTHER_PILLOW_BYTES) + 2 * piece
     return DecodeCost(
         ImageFormat.TIFF,
         width,
