@@ -30,7 +30,7 @@ from typing import Any
 from PIL import Image
 
 from fundus.config import DecodeLimits
-from fundus.errors import CorruptImage, ImageTooLarge
+from fundus.errors import CorruptImage, FundusError, ImageTooLarge
 from fundus.formats import detect_format
 from fundus.raster import choose_reduced_scale, png_header
 from fundus.types import ImageFormat
@@ -80,15 +80,22 @@ def decode_cost(data: bytes, target_size: int | None = None) -> DecodeCost:
     """Read the header of ``data`` and estimate its decode; raises ``FundusError`` for headers
     that cannot be read (the same errors decoding would raise)."""
     image_format = detect_format(data)
-    if image_format is ImageFormat.PNG:
-        return _png_cost(data)
-    if image_format is ImageFormat.JPEG:
-        return _jpeg_cost(data, target_size)
-    if image_format is ImageFormat.TIFF:
-        return _tiff_cost(data)
-    from fundus.dicom import dicom_cost  # pydicom only when a DICOM arrives
+    try:
+        if image_format is ImageFormat.PNG:
+            return _png_cost(data)
+        if image_format is ImageFormat.JPEG:
+            return _jpeg_cost(data, target_size)
+        if image_format is ImageFormat.TIFF:
+            return _tiff_cost(data)
+        from fundus.dicom import dicom_cost  # pydicom only when a DICOM arrives
 
-    return dicom_cost(data, target_size)
+        return dicom_cost(data, target_size)
+    except FundusError:
+        raise
+    except Exception as exc:  # a header parser's bug must still be a clean 4xx
+        raise CorruptImage(
+            f"cannot read the {image_format.value} header ({type(exc).__name__})"
+        ) from exc
 
 
 def check_cost(cost: DecodeCost, limits: DecodeLimits) -> None:
@@ -156,11 +163,11 @@ def jpeg_frame_header(data: bytes) -> tuple[int, int, int, int, list[tuple[int, 
             if len(segment) < 6:
                 raise CorruptImage("JPEG frame header is truncated")
             count = segment[5]
+            if count == 0 or len(segment) < 6 + 3 * count:
+                raise CorruptImage("JPEG frame header is truncated")
             components = [
                 (segment[7 + 3 * i] >> 4, segment[7 + 3 * i] & 0x0F) for i in range(count)
             ]
-            if len(segment) < 6 + 3 * count or not components:
-                raise CorruptImage("JPEG frame header is truncated")
             height = int.from_bytes(segment[1:3], "big")
             width = int.from_bytes(segment[3:5], "big")
             return segment[0], width, height, marker, components, position

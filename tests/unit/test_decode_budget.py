@@ -3,6 +3,7 @@ the float-free 16-bit conversion with the float32 one it replaced (issue 14, fin
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import subprocess
@@ -19,8 +20,8 @@ from bench.hostile_images import TiffPage, png, tiff
 from fundus.budget import check_cost, decode_cost
 from fundus.config import DecodeLimits
 from fundus.decode import decode_image
-from fundus.errors import CorruptImage, ImageTooLarge
-from fundus.synthetic import encode_dicom, synthesize_fundus
+from fundus.errors import CorruptImage, FundusError, ImageTooLarge
+from fundus.synthetic import encode_dicom, encode_jpeg, synthesize_fundus
 from fundus.types import ImageFormat
 from tests.support.processes import REPO_ROOT
 
@@ -256,3 +257,19 @@ def test_estimate_covers_a_real_decode(kind: str, tmp_path: Path) -> None:
     ).stdout
     figures = json.loads(output.strip().splitlines()[-1])
     assert figures["measured"] <= figures["estimate"] <= 3 * figures["measured"], figures
+
+
+def test_damaged_headers_raise_only_fundus_errors() -> None:
+    """Bytes flipped in the first 700 (the headers) of each format: a FundusError or a cost,
+    never another exception (the gateway would answer 500)."""
+    image = synthesize_fundus(1, width=300, height=200, seed=1)
+    rng = np.random.default_rng(0)
+    for data in (encode_jpeg(image), _pillow_png(Image.fromarray(image)), tiff(TiffPage(300, 200))):
+        for _ in range(1000):
+            damaged = bytearray(data)
+            for position in rng.integers(0, 700, size=rng.integers(1, 9)):
+                damaged[position] = int(rng.integers(0, 256))
+            if rng.random() < 0.3:
+                damaged = damaged[: int(rng.integers(4, 800))]
+            with contextlib.suppress(FundusError):
+                decode_cost(bytes(damaged), 512)
