@@ -1,6 +1,7 @@
 """Peak memory of the gateway for small hostile images (issue 14, finding 2).
 
     python -m bench.decode_memory [--model-root ROOT] [--only NAME ...]
+    python -m bench.decode_memory --opencv-flags
 
 Starts the TF Serving stand-in (``ROOT``, default ``$TEST_TINY_EXPORT`` or /tmp/drg-tiny/export)
 and the lean gateway exactly as the pod runs it (bench/gateway_stack.py), then for each case
@@ -8,12 +9,18 @@ resets the gateway's peak RSS (``/proc/PID/clear_refs`` 5), sends the case and r
 ``/proc/PID/status``. Prints one row per case: statuses, error codes, idle and peak RSS (MiB).
 Gateway settings: ``FIELDS`` below.
 The same command measured the code before and after the fix (docs/security-review.md).
+
+``--opencv-flags`` instead measures OpenCV's own decode of the review's PNG (and a large TIFF)
+with each imread flag, one fresh process each (peak RSS growth): does ``IMREAD_REDUCED_*`` decode
+a large PNG or TIFF at reduced size, or decode it whole and then shrink it?
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -207,13 +214,62 @@ def table(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
+FLAG_SCRIPT = """
+import sys, cv2, numpy as np
+def kib(field):
+    for line in open("/proc/self/status"):
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+data = np.frombuffer(open(sys.argv[1], "rb").read(), np.uint8)
+open("/proc/self/clear_refs", "w").write("5")
+before = kib("VmRSS")
+image = cv2.imdecode(data, getattr(cv2, sys.argv[2]))
+print(image.shape, image.dtype, (kib("VmHWM") - before) / 1024)
+"""
+OPENCV_FLAGS = (
+    "IMREAD_UNCHANGED",
+    "IMREAD_COLOR_RGB",
+    "IMREAD_REDUCED_COLOR_2",
+    "IMREAD_REDUCED_COLOR_4",
+    "IMREAD_REDUCED_COLOR_8",
+)
+
+
+def opencv_flags_table() -> str:
+    """OpenCV's decode peak growth (MiB) per imread flag of the review's 7000 x 7000 16-bit RGBA
+    PNG and of a 7000 x 7000 8-bit deflate TIFF, one fresh process each."""
+    lines = [f"{'file':18} {'flag':24} {'output':>22} {'peak growth MiB':>16}"]
+    files = {
+        "png16_rgba_7000": png(SIDE, SIDE, channels=4, bits=16),
+        "tiff_rgb8_7000": tiff(TiffPage(SIDE, SIDE, channels=3, bits=8)),
+    }
+    with tempfile.TemporaryDirectory(prefix="decode-flags-") as workdir:
+        for name, data in files.items():
+            path = Path(workdir) / name
+            path.write_bytes(data)
+            for flag in OPENCV_FLAGS:
+                result = subprocess.run(
+                    [sys.executable, "-c", FLAG_SCRIPT, str(path), flag],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                )
+                shape, dtype, peak = result.stdout.strip().rsplit(" ", 2)
+                lines.append(f"{name:18} {flag:24} {shape + ' ' + dtype:>22} {float(peak):>16.0f}")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None, printer: Callable[[str], None] = print) -> None:
     """Command line: print the table."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     default_root = os.environ.get("TEST_TINY_EXPORT", "/tmp/drg-tiny/export")
     parser.add_argument("--model-root", type=Path, default=Path(default_root))
     parser.add_argument("--only", nargs="*", default=[])
+    parser.add_argument("--opencv-flags", action="store_true")
     args = parser.parse_args(argv)
+    if args.opencv_flags:
+        printer(opencv_flags_table())
+        return
     printer(table(run(args.model_root, tuple(args.only), **FIELDS)))
 
 
