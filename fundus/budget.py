@@ -30,7 +30,7 @@ from typing import Any
 from PIL import Image
 
 from fundus.config import DecodeLimits
-from fundus.errors import CorruptImage, FundusError, ImageTooLarge
+from fundus.errors import CorruptImage, EmptyInput, FundusError, ImageTooLarge
 from fundus.formats import detect_format
 from fundus.raster import choose_reduced_scale, png_header
 from fundus.types import ImageFormat
@@ -96,6 +96,18 @@ def decode_cost(data: bytes, target_size: int | None = None) -> DecodeCost:
         raise CorruptImage(
             f"cannot read the {image_format.value} header ({type(exc).__name__})"
         ) from exc
+
+
+def admit(data: bytes, limits: DecodeLimits, target_size: int | None = None) -> DecodeCost:
+    """Every check that needs no decoding, in the order ``decode_image`` always applied them:
+    empty input, encoded size, format, then the declared decoded size. Returns the cost."""
+    if not data:
+        raise EmptyInput("the upload is empty")
+    if len(data) > limits.max_bytes:
+        raise ImageTooLarge(f"upload of {len(data)} bytes exceeds the limit of {limits.max_bytes}")
+    cost = decode_cost(data, target_size)
+    check_cost(cost, limits)
+    return cost
 
 
 def check_cost(cost: DecodeCost, limits: DecodeLimits) -> None:

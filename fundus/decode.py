@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from fundus.budget import check_cost, decode_cost
+from fundus.budget import admit
 from fundus.config import DecodeLimits
 from fundus.dicom import decode_dicom
-from fundus.errors import CorruptImage, EmptyInput, FundusError, ImageTooLarge
+from fundus.errors import CorruptImage, FundusError, ImageTooLarge
 from fundus.formats import detect_format
 from fundus.raster import decode_jpeg, decode_png, decode_tiff
 from fundus.types import ImageFormat, ImageInfo, RGBImage
@@ -23,13 +23,9 @@ def decode_image(
     ``CorruptImage``.
     """
     limits = limits or DecodeLimits()
-    if not data:
-        raise EmptyInput("the upload is empty")
-    if len(data) > limits.max_bytes:
-        raise ImageTooLarge(f"upload of {len(data)} bytes exceeds the limit of {limits.max_bytes}")
+    admit(data, limits, target_size)  # empty, encoded size, format, declared decoded size
     image_format = detect_format(data)
     try:
-        check_cost(decode_cost(data, target_size), limits)
         if image_format is ImageFormat.JPEG:
             return decode_jpeg(data, limits, target_size)
         if image_format is ImageFormat.PNG:

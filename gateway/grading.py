@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from fundus.budget import check_cost, decode_cost
+from fundus.budget import admit
 from fundus.config import DecodeLimits
 from fundus.errors import FundusError
 from fundus.pipeline import load_and_preprocess
@@ -189,8 +189,7 @@ class GradingService:
         """Estimated decode + preprocessing peak of one image, from its header (bytes)."""
         target = max(served.card.preprocess_config.size, ANALYSIS_SIZE)  # as load_and_preprocess
         try:
-            cost = await asyncio.to_thread(decode_cost, item.data, target)
-            check_cost(cost, self._limits)
+            cost = await asyncio.to_thread(admit, item.data, self._limits, target)
         except FundusError as error:
             api_error = from_fundus(error)
             api_error.message = f"{item.field}: {api_error.message}"

@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 
 from bench.hostile_images import TiffPage, png, tiff
-from fundus.budget import check_cost, decode_cost
+from fundus.budget import admit, check_cost, decode_cost
 from fundus.config import DecodeLimits
 from fundus.decode import decode_image
 from fundus.errors import CorruptImage, FundusError, ImageTooLarge
@@ -273,3 +273,10 @@ def test_damaged_headers_raise_only_fundus_errors() -> None:
                 damaged = damaged[: int(rng.integers(4, 800))]
             with contextlib.suppress(FundusError):
                 decode_cost(bytes(damaged), 512)
+
+
+def test_encoded_size_is_checked_before_the_format() -> None:
+    """The order decode_image always had (the gateway checks before queueing, in the same order):
+    random bytes over the byte limit are image_too_large, not unsupported_format."""
+    with pytest.raises(ImageTooLarge, match="upload of 2048 bytes"):
+        admit(bytes(range(256)) * 8, DecodeLimits(max_bytes=1024))
