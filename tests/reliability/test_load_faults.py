@@ -44,7 +44,9 @@ def test_short_soak_has_no_errors_and_no_rss_growth(
     if shutil.which("hey") is None:
         pytest.skip("hey is not installed (Debian package hey; .ci/run installs it)")
     with running_stack(model_root, tmp_path, lean_protos=lean_protos, server=model_server) as stack:
-        report = soak(stack, duration_s=30, concurrency=8, rss_interval_s=1.0)
+        # Half the short run warms up: since decoding runs in worker threads, their malloc
+        # arenas fill over the first ~200 gradings (6 s of warm-up showed +16 % with no leak).
+        report = soak(stack, duration_s=30, concurrency=8, rss_interval_s=1.0, warmup_fraction=0.5)
     assert_passed(report)
 
 
