@@ -28,7 +28,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-REFERABLE_MIN_GRADE = 2
+import numpy as np
+
+from model.metrics import REFERABLE_MIN_GRADE, binary_stats
+
 METRIC_SPLITS = ("test", "oof")
 
 
@@ -55,15 +58,14 @@ def referable_of(grades: Sequence[int], flagged: Sequence[bool]) -> Referable:
     """Sensitivity/specificity of ``flagged`` against the true grades (nan when undefined)."""
     if len(grades) != len(flagged):
         raise ValueError("grades and flags differ in length")
-    truth = [g >= REFERABLE_MIN_GRADE for g in grades]
-    tp = sum(t and f for t, f in zip(truth, flagged, strict=True))
-    tn = sum(not t and not f for t, f in zip(truth, flagged, strict=True))
-    positives, negatives = sum(truth), len(truth) - sum(truth)
+    truth = np.asarray(grades) >= REFERABLE_MIN_GRADE
+    stats = binary_stats(truth, np.asarray(flagged, dtype=bool))
+    positives = int(truth.sum())
     return Referable(
-        sensitivity=tp / positives if positives else math.nan,
-        specificity=tn / negatives if negatives else math.nan,
+        sensitivity=stats["sensitivity"],
+        specificity=stats["specificity"],
         positives=positives,
-        negatives=negatives,
+        negatives=len(truth) - positives,
     )
 
 
@@ -120,7 +122,6 @@ def load_labels(path: Path) -> dict[str, int]:
 
 def predict_flags(version_dir: Path, images: list[tuple[str, bytes]]) -> list[bool]:
     """Referable flags of ``serving_default`` on ``images``, preprocessed with the card's config."""
-    import numpy as np
     import tensorflow as tf
 
     from fundus import load_and_preprocess
