@@ -5,7 +5,7 @@
 
 1. ``GET /readyz`` until 200 (the model server reports the version AVAILABLE and its signature
    fits), at most ``--ready-timeout`` seconds;
-2. ``POST /v1/grade`` with a fundus photograph (a synthetic one from ``fundus.synthetic`` unless
+2. ``POST /v1/grade`` with a fundus photograph (a synthetic one from ``synthetic`` unless
    ``--image`` is given): 200, gradable, grade in 0..4, five probabilities summing to 1, the
    expected model version when ``--expect-version`` is given.
 Exit 0 when all holds, 1 with the reason otherwise (release.yml then rolls back).
@@ -33,7 +33,7 @@ class SmokeFailed(Exception):
 
 def synthetic_photograph() -> bytes:
     """A gradable synthetic fundus photograph (JPEG)."""
-    from fundus.synthetic import encode_jpeg, synthesize_fundus
+    from synthetic import encode_jpeg, synthesize_fundus
 
     return encode_jpeg(synthesize_fundus(0, seed=7))
 

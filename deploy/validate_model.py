@@ -269,7 +269,7 @@ def reference_images(directory: Path | None) -> list[tuple[str, bytes]]:
                 f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {directory}"
             )
         return [(p.name, p.read_bytes()) for p in files]
-    from fundus.synthetic import encode_jpeg, synthesize_fundus
+    from synthetic import encode_jpeg, synthesize_fundus
 
     return [
         (f"synthetic-grade{grade}.jpg", encode_jpeg(synthesize_fundus(grade, seed=100 + grade)))

@@ -28,7 +28,7 @@ Precision = Literal["float32", "mixed_float16", "mixed_bfloat16"]
 
 @dataclass
 class SyntheticConfig:
-    """Synthetic fundus photos from ``fundus.synthetic`` (CI, smoke runs)."""
+    """Synthetic fundus photos from ``synthetic`` (CI, smoke runs)."""
 
     count: int = 40
     test_count: int = 10

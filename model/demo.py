@@ -3,7 +3,7 @@
     python -m model.demo [--npz PATH] [--out export]
 
 Uses RetinaMNIST (``--npz``, else ../shared/data/retinamnist/retinamnist.npz) and falls back to
-synthetic photographs from ``fundus.synthetic`` when neither exists. Trains
+synthetic photographs from ``synthetic`` when neither exists. Trains
 ``model/configs/demo.yaml`` and exports ``<out>/dr_grader/1``. The demo model is NOT for
 clinical use: it says so, and so does its model card (the gateway repeats it in every answer).
 """
@@ -55,7 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         source = f"RetinaMNIST (MedMNIST v2, CC BY 4.0) from {npz}"
     else:
         overrides = ["data.source=synthetic", "data.npz_path=null"]
-        source = "synthetic fundus photographs (fundus.synthetic); RetinaMNIST not found"
+        source = "synthetic fundus photographs (synthetic); RetinaMNIST not found"
     print(f"building the demo model from {source} (a few minutes on 2 cores)", flush=True)
     config = load_config(DEMO_CONFIG, overrides)
     run_dir = run_training(config, progress=False)

@@ -8,7 +8,7 @@ Layouts:
 - ``retinamnist``: the MedMNIST v2 npz; train+val form the CV pool, the official test split is
   held out. 28x28 arrays go through ``fundus.preprocess_image``.
 - ``folder``: ``root/<grade>/<file>`` for grades 0..4 (patient = stem before _left/_right).
-- ``synthetic``: ``fundus.synthetic`` photos, encoded as JPEG so they take the bytes path.
+- ``synthetic``: ``synthetic`` photos, encoded as JPEG so they take the bytes path.
 
 Sources are small picklable objects: preprocessing workers receive them and call ``load``.
 """
@@ -219,7 +219,7 @@ class SyntheticSource:
         return out
 
     def load(self, record: Record) -> bytes:
-        from fundus.synthetic import encode_jpeg, synthesize_fundus
+        from synthetic import encode_jpeg, synthesize_fundus
 
         seed, grade, eye = record.ref.split(":")
         index = int(seed) - self.seed

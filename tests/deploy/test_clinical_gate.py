@@ -68,7 +68,7 @@ def test_labels_csv(tmp_path):
 @pytest.fixture(scope="module")
 def reference_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """20 referable and 20 non-referable synthetic photographs with their grades."""
-    from fundus.synthetic import encode_jpeg, synthesize_fundus
+    from synthetic import encode_jpeg, synthesize_fundus
 
     root = tmp_path_factory.mktemp("reference")
     rows = ["file,grade"]

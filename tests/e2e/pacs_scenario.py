@@ -38,7 +38,7 @@ from typing import IO, Any, TypeVar
 import httpx
 import pydicom
 
-from fundus.synthetic import encode_dicom, synthesize_fundus, synthesize_non_fundus
+from synthetic import encode_dicom, synthesize_fundus, synthesize_non_fundus
 from tests.e2e.dicom_sr import summarize
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from fundus.synthetic import (
+from synthetic import (
     encode_dicom,
     encode_jpeg,
     encode_png,
@@ -24,7 +24,7 @@ from fundus.synthetic import (
     synthesize_non_fundus,
 )
 from tests.integration.conftest import API_KEY
-from tests.support.processes import REPO_ROOT, GatewayProcess, free_port
+from harness.processes import REPO_ROOT, GatewayProcess, free_port
 
 pytestmark = pytest.mark.slow
 

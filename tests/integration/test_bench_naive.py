@@ -17,7 +17,7 @@ import pytest
 
 from bench.naive_service import naive_model_input
 from bench.processes import NaiveServiceProcess
-from fundus.synthetic import encode_jpeg, synthesize_fundus
+from synthetic import encode_jpeg, synthesize_fundus
 from gateway.backends.local import latest_version_dir
 from gateway.model_card import ModelCard
 from tests.support.tiny_model import tiny_run_dir

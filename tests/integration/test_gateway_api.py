@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fundus.synthetic import (
+from synthetic import (
     encode_dicom,
     encode_jpeg,
     encode_png,
@@ -22,7 +22,7 @@ from fundus.synthetic import (
 )
 from gateway.errors import ERRORS
 from tests.integration.conftest import PACS_ONLY_KEY
-from tests.support.processes import GatewayProcess
+from harness.processes import GatewayProcess
 
 PHOTO = synthesize_fundus(3, width=1400, height=1050, seed=31)
 JPEG = encode_jpeg(PHOTO)

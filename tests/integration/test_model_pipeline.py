@@ -27,7 +27,7 @@ def test_tiny_pipeline_end_to_end(model_root, tmp_path):
     import tensorflow as tf
 
     import fundus
-    from fundus.synthetic import encode_jpeg, synthesize_fundus
+    from synthetic import encode_jpeg, synthesize_fundus
     from model.batches import predict_probs
     from model.card import validate_card
     from model.config import load_config

@@ -26,7 +26,7 @@ from fundus import (
     decode_image,
     load_and_preprocess,
 )
-from fundus.synthetic import encode_dicom, synthesize_fundus
+from synthetic import encode_dicom, synthesize_fundus
 
 PHOTO = synthesize_fundus(2, width=320, height=240, seed=21)
 PHI = ("SYNTHETIC^PATIENT", "SYN0001", "19700101")

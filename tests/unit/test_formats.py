@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from fundus import EmptyInput, ImageFormat, UnsupportedFormat, detect_format
-from fundus.synthetic import encode_dicom, encode_jpeg, encode_png, encode_tiff
+from synthetic import encode_dicom, encode_jpeg, encode_png, encode_tiff
 
 IMAGE = np.full((32, 48, 3), 120, np.uint8)
 

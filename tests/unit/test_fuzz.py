@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from fundus import DecodeLimits, FundusError, PreprocessConfig, load_and_preprocess
 from fundus.errors import ERROR_CODES
-from fundus.synthetic import encode_dicom, encode_jpeg, encode_png, encode_tiff, synthesize_fundus
+from synthetic import encode_dicom, encode_jpeg, encode_png, encode_tiff, synthesize_fundus
 
 CONFIG = PreprocessConfig(size=64)
 LIMITS = DecodeLimits(max_bytes=2_000_000, max_pixels=4_000_000)

@@ -11,7 +11,7 @@ import pydicom
 import pytest
 from pydicom.uid import ImplicitVRLittleEndian
 
-from fundus.synthetic import encode_dicom, synthesize_fundus
+from synthetic import encode_dicom, synthesize_fundus
 from gateway.errors import ApiError
 from gateway.pacs.dataset import content_digest, read_instance
 

@@ -15,7 +15,7 @@ from pydicom.dataset import Dataset
 
 from fundus.dicom import read_dataset
 from fundus.quality import REASONS
-from fundus.synthetic import encode_dicom, synthesize_fundus
+from synthetic import encode_dicom, synthesize_fundus
 from gateway.clinical import action_for
 from gateway.pacs import codes
 from gateway.pacs.sr import (

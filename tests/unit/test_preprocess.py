@@ -7,7 +7,7 @@ import pytest
 
 from fundus import PreprocessConfig, preprocess_image
 from fundus.preprocess import ben_graham, crop_to_square, locate_disc, resize_square
-from fundus.synthetic import synthesize_fundus
+from synthetic import synthesize_fundus
 
 
 def _disc(width: int, height: int, centre: tuple[int, int], radius: int) -> np.ndarray:

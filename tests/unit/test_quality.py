@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from fundus import REASONS, PreprocessConfig, load_and_preprocess, preprocess_image
-from fundus.synthetic import encode_jpeg, synthesize_fundus, synthesize_non_fundus
+from synthetic import encode_jpeg, synthesize_fundus, synthesize_non_fundus
 
 CONFIG = PreprocessConfig()
 

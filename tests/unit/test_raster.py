@@ -15,7 +15,7 @@ from fundus import (
     decode_image,
 )
 from fundus.raster import choose_reduced_scale, to_rgb8
-from fundus.synthetic import encode_jpeg, encode_png, encode_tiff, synthesize_fundus
+from synthetic import encode_jpeg, encode_png, encode_tiff, synthesize_fundus
 
 
 @pytest.fixture(scope="module")

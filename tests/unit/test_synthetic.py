@@ -1,4 +1,4 @@
-"""Tests for fundus.synthetic: the synthetic fundus generator and the file encoders."""
+"""Tests for synthetic: the synthetic fundus generator and the file encoders."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from numpy.typing import NDArray
 from PIL import Image
 from pydicom.errors import InvalidDicomError
 
-from fundus.synthetic import (
+from synthetic import (
     DICOM_SOP_CLASSES,
     NON_FUNDUS_KINDS,
     encode_dicom,
@@ -556,7 +556,7 @@ def test_cli_module_entry_point(tmp_path: Path) -> None:
     cmd = [
         sys.executable,
         "-m",
-        "fundus.synthetic",
+        "synthetic",
         "--grade",
         "1",
         "--size",

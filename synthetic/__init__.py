@@ -19,7 +19,7 @@ Design notes
   noise is added at the final resolution and everything outside the circular field is zeroed.
 * Sizes are all relative to the disc radius, so any size from ~28 px to 5000 px works.
 
-CLI: ``python -m fundus.synthetic --grade 2 --size 1024x768 --seed 3 --format jpeg --out x.jpg``
+CLI: ``python -m synthetic --grade 2 --size 1024x768 --seed 3 --format jpeg --out x.jpg``
 """
 
 from __future__ import annotations
@@ -1081,9 +1081,9 @@ def _parse_size(text: str) -> tuple[int, int]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m fundus.synthetic``: write one synthetic image to a file."""
+    """``python -m synthetic``: write one synthetic image to a file."""
     parser = argparse.ArgumentParser(
-        prog="python -m fundus.synthetic", description="Write a synthetic fundus photograph."
+        prog="python -m synthetic", description="Write a synthetic fundus photograph."
     )
     parser.add_argument("--grade", type=int, default=0, choices=range(5))
     parser.add_argument("--size", type=_parse_size, default=(768, 576), help="WIDTHxHEIGHT")

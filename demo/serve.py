@@ -1,6 +1,6 @@
 """The embedded default: the gateway with the local backend, grading the sample images.
 
-    python -m gateway.demo --model-dir export [--port 8080]
+    python -m demo --model-dir export [--port 8080]
 
 Starts ``python -m gateway`` (local backend, authentication off, 127.0.0.1 only), waits until
 it is ready, grades the sample photographs (the real EyePACS/DICOM fixtures in ../shared when
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import httpx
 
-from fundus.demo import DEFAULT_SHARED, sample_inputs
+from demo.samples import DEFAULT_SHARED, sample_inputs
 
 
 def start_gateway(model_dir: Path, port: int) -> subprocess.Popen[bytes]:

@@ -26,7 +26,7 @@ def sample_inputs(shared: Path) -> list[tuple[str, bytes]]:
     )
     if files:
         return [(path.name, path.read_bytes()) for path in files]
-    from fundus import synthetic
+    import synthetic
 
     samples = []
     for grade in range(5):
