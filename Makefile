@@ -41,7 +41,7 @@ bench: setup  ## benchmarks that print side-by-side ratios (see BENCHMARKS.md)
 
 demo: setup  ## build the demo model if needed, serve it, grade the samples (Ctrl-C stops)
 	$(PY) -m model.demo --out export
-	$(PY) -m gateway.demo --model-dir export
+	$(PY) -m demo --model-dir export
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

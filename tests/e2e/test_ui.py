@@ -24,7 +24,7 @@ from synthetic import (
     synthesize_non_fundus,
 )
 from tests.integration.conftest import API_KEY
-from harness.processes import REPO_ROOT, GatewayProcess, free_port
+from tests.support.processes import REPO_ROOT, GatewayProcess, free_port
 
 pytestmark = pytest.mark.slow
 

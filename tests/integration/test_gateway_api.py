@@ -22,7 +22,7 @@ from synthetic import (
 )
 from gateway.errors import ERRORS
 from tests.integration.conftest import PACS_ONLY_KEY
-from harness.processes import GatewayProcess
+from tests.support.processes import GatewayProcess
 
 PHOTO = synthesize_fundus(3, width=1400, height=1050, seed=31)
 JPEG = encode_jpeg(PHOTO)

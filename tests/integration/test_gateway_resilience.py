@@ -16,7 +16,7 @@ import pytest
 
 from synthetic import encode_jpeg, synthesize_fundus
 from tests.integration.conftest import API_KEY, start_gateway
-from harness.processes import REPO_ROOT, GatewayProcess, TFServingProcess, free_port
+from tests.support.processes import REPO_ROOT, GatewayProcess, TFServingProcess, free_port
 
 JPEG = encode_jpeg(synthesize_fundus(2, width=1200, height=900, seed=41))
 AUTH = {"Authorization": f"Bearer {API_KEY}"}

@@ -21,7 +21,7 @@ import pytest
 from synthetic import encode_dicom, synthesize_fundus
 from gateway.auth import hash_key
 from tests.integration.conftest import start_gateway
-from harness.processes import GatewayProcess, TFServingProcess
+from tests.support.processes import GatewayProcess, TFServingProcess
 
 MAX_PARTS = 4
 KEYS = {"pacs-a": "key-a", "pacs-b": "key-b", "grader": "key-g", "admin": "key-admin"}

@@ -16,14 +16,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from reliability.hostile_images import TiffPage, png, tiff
+from bench.hostile_images import TiffPage, png, tiff
 from fundus.budget import admit, check_cost, decode_cost
 from fundus.config import DecodeLimits
 from fundus.decode import decode_image
 from fundus.errors import CorruptImage, FundusError, ImageTooLarge
 from synthetic import encode_dicom, encode_jpeg, synthesize_fundus
 from fundus.types import ImageFormat
-from harness.processes import REPO_ROOT
+from tests.support.processes import REPO_ROOT
 
 MIB = 1024 * 1024
 
