@@ -248,6 +248,6 @@ def test_codes_fit_their_value_representations() -> None:
 
 
 def test_every_private_code_is_documented_for_hospital_it() -> None:
-    readme = (REPO_ROOT / "pacs" / "README.md").read_text()
+    readme = (REPO_ROOT / "docs" / "pacs.md").read_text()
     for code in codes.private_codes():
         assert f"`{code.value}`" in readme, code
