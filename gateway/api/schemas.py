@@ -1,4 +1,4 @@
-"""Response bodies (also the OpenAPI schema)."""
+"""HTTP response bodies (also the OpenAPI schema), around the result shapes of gateway.results."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from gateway.clinical import DISCLAIMER, Action
+from gateway.clinical import DISCLAIMER
+from gateway.results import EyeResult, ModelInfo, PatientResult, Timings
 
 
 class ErrorDetail(BaseModel):
@@ -22,49 +23,6 @@ class ErrorResponse(BaseModel):
     error: ErrorDetail
 
 
-class ModelInfo(BaseModel):
-    """The model version that graded the image."""
-
-    name: str = Field(examples=["dr_grader"])
-    version: int = Field(examples=[3])
-
-
-class QualityInfo(BaseModel):
-    """Quality gate verdict; ungradable images are not graded."""
-
-    gradable: bool
-    score: float = Field(ge=0, le=1, examples=[0.93])
-    reasons: list[str] = Field(examples=[[]])
-
-
-class Timings(BaseModel):
-    """Where the time went, in milliseconds."""
-
-    preprocess_ms: float
-    inference_ms: float
-    total_ms: float
-
-
-class EyeResult(BaseModel):
-    """Grading of one photograph."""
-
-    quality: QualityInfo
-    grade: int | None = Field(None, ge=0, le=4, examples=[2])
-    grade_label: str | None = Field(None, examples=["Moderate non-proliferative DR"])
-    probabilities: dict[str, float] | None = Field(
-        None, examples=[{"0": 0.05, "1": 0.10, "2": 0.70, "3": 0.10, "4": 0.05}]
-    )
-    referable: bool | None = Field(None, examples=[True])
-    referable_probability: float | None = Field(None, examples=[0.85])
-    action: Action
-    recommendation: str
-    laterality: Literal["L", "R"] | None = None
-    heatmap_png_base64: str | None = Field(
-        None, description="Grad-CAM overlay on the model input (PNG, base64); with ?explain=true"
-    )
-    warnings: list[str] = Field(default_factory=list)
-
-
 class GradeResponse(EyeResult):
     """``POST /v1/grade``."""
 
@@ -73,16 +31,6 @@ class GradeResponse(EyeResult):
     timings: Timings
     disclaimer: str = DISCLAIMER
     model_warning: str | None = None
-
-
-class PatientResult(BaseModel):
-    """Patient-level decision from both eyes."""
-
-    action: Action
-    referable: bool
-    deciding_eye: Literal["left", "right"] | None
-    worst_grade: int | None
-    summary: str
 
 
 class ExamResponse(BaseModel):

@@ -27,7 +27,6 @@ from pydicom.uid import UID
 from fundus.dicom import GRADABLE_SOP_CLASSES
 from fundus.errors import FundusError
 from gateway import clinical
-from gateway.api.responses import eye_result
 from gateway.backends.base import ModelSelector, ServedModel
 from gateway.errors import ApiError, from_fundus
 from gateway.grading import EyeOutcome, GradingService, ImageInput
@@ -37,6 +36,7 @@ from gateway.pacs import dataset, sr, stow
 from gateway.pacs.outbox import Outbox, OutboxRow, compare
 from gateway.pacs.stow import InstanceResult
 from gateway.pacs.worker import DeliveryWorker
+from gateway.results import eye_result
 from gateway.settings import Settings
 
 if TYPE_CHECKING:

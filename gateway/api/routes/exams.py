@@ -8,21 +8,13 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 
 from gateway.api.deps import DeadlineDep, GradeClientDep, SelectorDep, ServiceDep
-from gateway.api.responses import (
-    IMAGE_ERRORS,
-    SERVICE_ERRORS,
-    error_responses,
-    eye_result,
-    model_info,
-    model_warning,
-    patient_result,
-    timings,
-)
+from gateway.api.responses import IMAGE_ERRORS, SERVICE_ERRORS, error_responses
 from gateway.api.routes._timeouts import within
 from gateway.api.schemas import ExamResponse
 from gateway.api.uploads import content_type, read_files
 from gateway.errors import ApiError
 from gateway.grading import ImageInput
+from gateway.results import eye_result, model_info, model_warning, patient_result, timings
 
 router = APIRouter(tags=["grading"])
 

@@ -8,19 +8,12 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query, Request
 
 from gateway.api.deps import DeadlineDep, GradeClientDep, SelectorDep, ServiceDep
-from gateway.api.responses import (
-    IMAGE_ERRORS,
-    SERVICE_ERRORS,
-    error_responses,
-    eye_result,
-    model_info,
-    model_warning,
-    timings,
-)
+from gateway.api.responses import IMAGE_ERRORS, SERVICE_ERRORS, error_responses
 from gateway.api.routes._timeouts import within
 from gateway.api.schemas import GradeResponse
 from gateway.api.uploads import read_single_image
 from gateway.grading import ImageInput
+from gateway.results import eye_result, model_info, model_warning, timings
 
 router = APIRouter(tags=["grading"])
 

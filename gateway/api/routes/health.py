@@ -6,8 +6,9 @@ from fastapi import APIRouter
 
 from gateway.api.deps import MetricsDep, ServiceDep, SettingsDep
 from gateway.api.responses import error_responses
-from gateway.api.schemas import LiveResponse, ModelInfo, ReadyResponse
+from gateway.api.schemas import LiveResponse, ReadyResponse
 from gateway.errors import ApiError
+from gateway.results import ModelInfo
 
 router = APIRouter(tags=["operations"])
 

@@ -15,11 +15,11 @@ from pydantic import BaseModel, Field
 
 from gateway.api.responses import error_responses
 from gateway.api.routes.dicomweb import IntakeDep
-from gateway.api.schemas import EyeResult, ModelInfo
 from gateway.auth import ApiClient, ApiKeyStore, key_from_headers
 from gateway.clinical import DISCLAIMER
 from gateway.errors import ApiError
 from gateway.pacs.outbox import OutboxRow
+from gateway.results import EyeResult, ModelInfo
 
 router = APIRouter(tags=["pacs"])
 
