@@ -1,5 +1,5 @@
 """``python -m synthetic``: write one synthetic image to a file."""
 
-from synthetic import main
+from synthetic.cli import main
 
 raise SystemExit(main())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import itertools
 import subprocess
@@ -576,3 +577,47 @@ def test_cli_module_entry_point(tmp_path: Path) -> None:
 def test_cli_rejects_bad_size(tmp_path: Path) -> None:
     with pytest.raises(SystemExit):
         main(["--size", "big", "--out", str(tmp_path / "x.jpg")])
+
+
+# SHA-256 of arrays and files made by fundus/synthetic.py before it became the synthetic package
+# (same pinned numpy/OpenCV/Pillow/pydicom): the move must not change a single byte. A library
+# upgrade that changes them needs the new digests checked and pinned here.
+_PINNED = {
+    "fundus g2 320x240 s0 R": "4f91c1f07daeb6420ce072be1e95bd86712069700b60865dead178158ce261ef",
+    "fundus g4 777x555 s3 L": "864d8fddb9f2172bbc93b70b88ad7e2476156d71fe1abd3d1ec2d50884e5a217",
+    "non document": "bfe6bfe804593f7ebd0f51f7b89887f03f875c907fe6a38cd05183c94793eee9",
+    "jpeg": "8dd1b793d4d8d6458da285222a2112a2f0813566c80c0a885cef62c01af54c1d",
+    "png16g": "2b73458836b3408592b2b98b7a844b9db7ae376c6191d07d41ec03bad2fc18d2",
+    "tiff": "125297d193967d72a19663d06e0b085adc9c5febc9d77fbdd6ea87c252ad8b8c",
+    "dicom jpeg_baseline op8": "ef04ef6de582f748652d4a1224d8937ca126f4788b819c4d11ec05ca689b2f46",
+    "dicom implicit_le sc": "6646daa1302655dafcf2a2e16c4a214973e02cdddc08e1102b56fac1f0d410fb",
+    "dicom16 mono 2f nopre": "17322b84a6073bd446b0a86932d176ba295625ac833605ef2ffd389c720bb018",
+}
+
+
+def test_output_bytes_pinned_across_the_move() -> None:
+    photo = synthesize_fundus(3, width=400, height=300, seed=1)
+    made = {
+        "fundus g2 320x240 s0 R": synthesize_fundus(2, width=320, height=240, seed=0).tobytes(),
+        "fundus g4 777x555 s3 L": synthesize_fundus(
+            4, width=777, height=555, seed=3, laterality="L"
+        ).tobytes(),
+        "non document": synthesize_non_fundus("document", width=300, height=200, seed=2).tobytes(),
+        "jpeg": encode_jpeg(photo),
+        "png16g": encode_png(photo, bit_depth=16, grayscale=True),
+        "tiff": encode_tiff(photo),
+        "dicom jpeg_baseline op8": encode_dicom(photo, transfer_syntax="jpeg_baseline", seed=4),
+        "dicom implicit_le sc": encode_dicom(
+            photo, transfer_syntax="implicit_le", sop_class="sc", seed=4
+        ),
+        "dicom16 mono 2f nopre": encode_dicom(
+            photo,
+            bits=16,
+            monochrome=True,
+            number_of_frames=2,
+            with_preamble=False,
+            laterality=None,
+        ),
+    }
+    digests = {name: hashlib.sha256(data).hexdigest() for name, data in made.items()}
+    assert digests == _PINNED
