@@ -33,7 +33,7 @@ def find_tool(name: str, env_var: str | None = None) -> str:
     for candidate in candidates:
         if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
             return candidate
-    pytest.skip(f"{name} is not installed (CI installs it; see DEPLOY.md, 'Checks')")
+    pytest.skip(f"{name} is not installed (CI installs it; see docs/deploy.md, 'Checks')")
 
 
 def run(command: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:

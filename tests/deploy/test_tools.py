@@ -198,7 +198,7 @@ def test_shellcheck_finds_nothing():
     assert result.returncode == 0, result.stdout
 
 
-# Each justified inline where it is skipped (annotation / comment); see DEPLOY.md, "Checks".
+# Each justified inline where it is skipped (annotation / comment); see docs/deploy.md, "Checks".
 ALLOWED_SKIPS = {
     "kubernetes": {"CKV_K8S_43", "CKV_K8S_15"},  # digest pinned at release; IfNotPresent
     "dockerfile": {"CKV_DOCKER_7", "CKV_DOCKER_2"},  # ARG-based FROM; data-only model image
