@@ -3,7 +3,7 @@ the gateway, at concurrency 1 and 8, measured side by side in one run.
 
     python -m bench.gateway --model-root export [--requests 32]
 
-Starts the TF Serving stand-in (tests/support/tfserving_server.py, serving the SavedModel
+Starts the TF Serving stand-in (harness/tfserving_server.py, serving the SavedModel
 under ``--model-root``) and the gateway in tfserving mode (lean: no TF runtime). Path (a)
 sends uint8 [1,S,S,3] tensors by gRPC Predict; path (b) POSTs the same S x S images as PNG to
 /v1/grade (decode, quality gate, gRPC, JSON). Overhead = (b) - (a) per request, also as a
@@ -21,11 +21,11 @@ from pathlib import Path
 import grpc
 import httpx
 
-from bench.gateway_stack import AUTH, rss_mib, running_stack
 from bench.inputs import preprocessed_images
-from bench.load import measure_load
-from bench.processes import PERF_FIELDS
-from fundus.synthetic import encode_png
+from bench.perf_settings import PERF_FIELDS
+from harness.gateway_stack import AUTH, rss_mib, running_stack
+from harness.load import measure_load
+from synthetic import encode_png
 
 
 def main(argv: list[str] | None = None) -> int:

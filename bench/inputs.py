@@ -8,7 +8,7 @@ import numpy as np
 
 from fundus.config import PreprocessConfig
 from fundus.pipeline import load_and_preprocess, preprocess_image
-from fundus.synthetic import encode_jpeg, synthesize_fundus
+from synthetic import encode_jpeg, synthesize_fundus
 
 SHARED_SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "data" / "eyepacs-sample"
 SYNTHETIC_SIZES = ((4752, 3168), (2592, 1944), (4928, 3264), (3888, 2592))

@@ -35,11 +35,11 @@ from fastapi import FastAPI, File, HTTPException, UploadFile
 from numpy.typing import NDArray
 from PIL import Image
 
+from contract.grades import REFERABLE_MIN_GRADE
 from fundus.config import PreprocessConfig
 from fundus.pipeline import preprocess_image
 from model.decision import DEFAULT_THRESHOLDS, predict_grade
 from model.ensemble import load_fold_models, load_run_config, selected_folds
-from model.metrics import REFERABLE_MIN_GRADE
 from model.network import NUM_CLASSES, tta_views
 
 

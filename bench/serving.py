@@ -4,7 +4,7 @@ naive baseline, payload, cold start.
 (a) model-compute limit: the SavedModel loaded in this process (``tf.saved_model.load``,
     ``serving_default``) on preprocessed uint8 batches of 1 and 8 at the model size: images/s.
 (b) ours end to end: the lean gateway (tfserving mode, no TF runtime) in front of the TF Serving
-    stand-in (tests/support/tfserving_server.py) serving that SavedModel; the full-resolution
+    stand-in (harness/tfserving_server.py) serving that SavedModel; the full-resolution
     JPEGs POSTed to /v1/grade at concurrency 1 and 8: throughput, p50, p99, and the share of
     (a) reached (the goal: >= 90 % at concurrency 8, against the better of batch 1 and 8).
 (c) naive baseline (bench/naive_service.py: FastAPI, full-resolution Pillow decode, float32,
@@ -39,15 +39,15 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from bench.gateway_stack import AUTH, rss_mib, running_stack, start_to_ready_s
 from bench.inputs import full_resolution_jpegs, gradable_jpegs, model_inputs
-from bench.load import LoadStats, measure_load
 from bench.payload import WireFigures, measure_wire
-from bench.processes import PERF_FIELDS, NaiveServiceProcess
+from bench.perf_settings import PERF_FIELDS
 from fundus.config import PreprocessConfig
 from gateway.backends.local import latest_version_dir
 from gateway.model_card import ModelCard
-from tests.support.processes import GatewayProcess
+from harness.gateway_stack import AUTH, rss_mib, running_stack, start_to_ready_s
+from harness.load import LoadStats, measure_load
+from harness.processes import GatewayProcess, NaiveServiceProcess
 
 CONCURRENCIES = (1, 8)
 BATCHES = (1, 8)

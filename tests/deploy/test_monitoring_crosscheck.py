@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
+from harness.processes import free_port
 from observability.build import (
     CLUSTER_VALUES,
     GATEWAY_JOB,
@@ -23,7 +24,6 @@ from observability.build import (
 )
 from tests.deploy.conftest import REPO_ROOT, objects, one, render_overlay
 from tests.support.podmonitor import scrape_configs
-from tests.support.processes import free_port
 from tests.support.prometheus import active_targets, running_prometheus
 
 RULES = REPO_ROOT / "observability" / "prometheus"

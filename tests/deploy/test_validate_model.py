@@ -126,8 +126,8 @@ def test_the_real_tiny_export_is_releasable(real_model_version_dir: Path):
 @pytest.fixture(scope="module")
 def toy_stack(toy_model_factory, lean_protos: Path, tmp_path_factory) -> Iterator[dict[str, Any]]:
     """TF Serving stand-in serving the toy model (labels as in models.config) + the lean gateway."""
+    from harness.processes import TFServingProcess
     from tests.integration.conftest import start_gateway
-    from tests.support.processes import TFServingProcess
 
     model_root = toy_model_factory("none", version=1).parents[1]
     keys = tmp_path_factory.mktemp("keys") / "api_keys"
@@ -166,7 +166,7 @@ def test_smoke_test_fails_on_wrong_version_or_key(toy_stack):
 
 
 def test_smoke_test_fails_when_nothing_listens():
-    from tests.support.processes import free_port
+    from harness.processes import free_port
 
     result = smoke(f"http://127.0.0.1:{free_port()}", "--ready-timeout", "1")
     assert result.returncode == 1 and "/readyz not 200" in result.stderr

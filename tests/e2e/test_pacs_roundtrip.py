@@ -22,9 +22,9 @@ from pathlib import Path
 
 import pytest
 
+from harness.processes import REPO_ROOT
 from tests.e2e.pacs_scenario import PHI_STRINGS, PLUGIN
 from tests.integration.conftest import API_KEY, PACS_ONLY_KEY
-from tests.support.processes import REPO_ROOT
 
 pytestmark = pytest.mark.slow
 

@@ -21,11 +21,11 @@ import httpx
 import pytest
 import yaml
 
-from synthetic import encode_jpeg, encode_png, synthesize_fundus, synthesize_non_fundus
+from harness.processes import GatewayProcess, free_port
 from observability.build import GATEWAY_JOB, NAMESPACE, panel_sources
+from synthetic import encode_jpeg, encode_png, synthesize_fundus, synthesize_non_fundus
 from tests.deploy.conftest import REPO_ROOT, find_tool, one, render_overlay
 from tests.support.podmonitor import scrape_configs
-from tests.support.processes import GatewayProcess, free_port
 from tests.support.prometheus import prometheus_binary, running_prometheus
 
 RULES = Path(__file__).resolve().parents[2] / "observability" / "prometheus"

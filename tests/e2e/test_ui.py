@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
+from harness.processes import REPO_ROOT, GatewayProcess, free_port
 from synthetic import (
     encode_dicom,
     encode_jpeg,
@@ -24,7 +25,6 @@ from synthetic import (
     synthesize_non_fundus,
 )
 from tests.integration.conftest import API_KEY
-from tests.support.processes import REPO_ROOT, GatewayProcess, free_port
 
 pytestmark = pytest.mark.slow
 

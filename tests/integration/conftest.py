@@ -9,8 +9,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from harness.processes import GatewayProcess, TFServingProcess
 from tests.conftest import API_KEY, PACS_ONLY_KEY
-from tests.support.processes import GatewayProcess, TFServingProcess
 
 __all__ = ["API_KEY", "PACS_ONLY_KEY", "start_gateway"]
 

@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 
 from bench.naive_service import naive_model_input
-from bench.processes import NaiveServiceProcess
-from synthetic import encode_jpeg, synthesize_fundus
 from gateway.backends.local import latest_version_dir
 from gateway.model_card import ModelCard
+from harness.processes import NaiveServiceProcess
+from synthetic import encode_jpeg, synthesize_fundus
 from tests.support.tiny_model import tiny_run_dir
 
 JPEG = encode_jpeg(synthesize_fundus(3, width=2400, height=1800, seed=7))

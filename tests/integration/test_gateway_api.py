@@ -13,6 +13,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from gateway.errors import ERRORS
+from harness.processes import GatewayProcess
 from synthetic import (
     encode_dicom,
     encode_jpeg,
@@ -20,9 +22,7 @@ from synthetic import (
     synthesize_fundus,
     synthesize_non_fundus,
 )
-from gateway.errors import ERRORS
 from tests.integration.conftest import PACS_ONLY_KEY
-from tests.support.processes import GatewayProcess
 
 PHOTO = synthesize_fundus(3, width=1400, height=1050, seed=31)
 JPEG = encode_jpeg(PHOTO)

@@ -14,9 +14,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from harness.processes import REPO_ROOT, GatewayProcess, TFServingProcess, free_port
 from synthetic import encode_jpeg, synthesize_fundus
 from tests.integration.conftest import API_KEY, start_gateway
-from tests.support.processes import REPO_ROOT, GatewayProcess, TFServingProcess, free_port
 
 JPEG = encode_jpeg(synthesize_fundus(2, width=1200, height=900, seed=41))
 AUTH = {"Authorization": f"Bearer {API_KEY}"}

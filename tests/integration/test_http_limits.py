@@ -18,8 +18,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from harness.processes import GatewayProcess, free_port
 from tests.conftest import API_KEY
-from tests.support.processes import GatewayProcess, free_port
 
 HEADER_TIMEOUT_S = 1.0
 KEEP_ALIVE_S = 2

@@ -27,13 +27,13 @@ def test_tiny_pipeline_end_to_end(model_root, tmp_path):
     import tensorflow as tf
 
     import fundus
-    from synthetic import encode_jpeg, synthesize_fundus
     from model.batches import predict_probs
     from model.card import validate_card
     from model.config import load_config
     from model.ensemble import load_fold_models
     from model.training import run_training
     from model.warmup import read_warmup
+    from synthetic import encode_jpeg, synthesize_fundus
     from tests.support.tiny_model import tiny_run_dir
 
     run = tiny_run_dir(model_root)

@@ -18,10 +18,10 @@ import httpx
 import pydicom
 import pytest
 
-from synthetic import encode_dicom, synthesize_fundus
 from gateway.auth import hash_key
+from harness.processes import GatewayProcess, TFServingProcess
+from synthetic import encode_dicom, synthesize_fundus
 from tests.integration.conftest import start_gateway
-from tests.support.processes import GatewayProcess, TFServingProcess
 
 MAX_PARTS = 4
 KEYS = {"pacs-a": "key-a", "pacs-b": "key-b", "grader": "key-g", "admin": "key-admin"}

@@ -26,9 +26,9 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
+from harness.processes import TFServingProcess
 from tests.deploy.toy_model import build_toy_model
 from tests.integration.conftest import API_KEY, start_gateway
-from tests.support.processes import TFServingProcess
 
 VERSIONS = {1: "scalar_card", 2: "card_one_row", 3: "none", 4: "warmup_too_large"}
 _STATE = get_model_status_pb2.ModelVersionStatus

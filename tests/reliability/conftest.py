@@ -1,4 +1,4 @@
-"""Reliability fixtures: the gateway of ``bench.malformed`` (PACS intake on, 1 MiB uploads) in
+"""Reliability fixtures: the gateway of ``reliability.malformed`` (PACS intake on, 1 MiB uploads) in
 front of the TF Serving stand-in serving the tiny model, shared by the bad-input and OpenAPI
 fuzz tests of this package (started once: the stand-in imports TensorFlow)."""
 
@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.gateway_stack import Stack
-from bench.malformed import serving_stack
+from harness.gateway_stack import Stack
+from reliability.malformed.stack import serving_stack
 
 
 @pytest.fixture(scope="package")

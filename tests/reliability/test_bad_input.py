@@ -1,9 +1,9 @@
-"""Bad input against the real gateway process (bench/malformed.py): every malformed request gets
+"""Bad input against the real gateway process (reliability/malformed/): every malformed request gets
 a 2xx or a 4xx with a code of gateway/errors.py (STOW-RS: coded failure items), never a 5xx, a
 codeless answer or a dropped connection, and the gateway is healthy afterwards.
 
 CI sends 1,500 requests of every family; the 10,000-request run is
-``python -m bench.malformed --requests 10000``. The tests not marked slow need no server: the
+``python -m reliability.malformed --requests 10000``. The tests not marked slow need no server: the
 generator is deterministic, the judge does fail on each kind of wrong answer, and the gateway
 fixes this scenario led to hold (the last slow test is one more).
 """
@@ -15,25 +15,17 @@ import json
 import httpx
 import pytest
 
-from bench.gateway_stack import Stack
-from bench.malformed import (
-    FAMILIES,
-    GRADE,
-    MAX_PEAK_RSS_MB,
-    SCHEDULE,
-    STOW,
-    MalformedRequest,
-    MalformedRequests,
-    Report,
-    health,
-    judge,
-    run,
-)
 from gateway.pacs.stow import (
     DICOM_JSON_MEDIA_TYPE,
     InstanceResult,
     response_dataset,
 )
+from harness.gateway_stack import Stack
+from reliability.malformed.catalogue import FAMILIES, SCHEDULE, MalformedRequests
+from reliability.malformed.health import MAX_PEAK_RSS_MB, health
+from reliability.malformed.judging import judge
+from reliability.malformed.report import Report, run
+from reliability.malformed.wire import GRADE, STOW, MalformedRequest
 
 CI_REQUESTS = 1500
 SEED = 1

@@ -1,9 +1,9 @@
 """Small hostile images against a real gateway process: its peak RSS stays bounded (issue 14,
-finding 2). Before the fix one 441 kB PNG raised the gateway to 2.1 GiB (bench.decode_memory).
+finding 2). Before the fix one 441 kB PNG raised the gateway to 2.1 GiB (reliability.decode_memory).
 
 The gateway runs with production defaults (1 GiB pod, DRG_DECODE_MEMORY_BUDGET_BYTES 640 MiB)
 in front of the package's TF Serving stand-in serving the tiny export; the corpus is written in
-the test, row by row (bench/hostile_images.py).
+the test, row by row (reliability/hostile_images.py).
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from bench.decode_memory import SIDE, Case, Upload, corpus_at_once, hostile_corpus, measure
-from bench.gateway_stack import Stack, running_stack
 from gateway.settings import Settings
+from harness.gateway_stack import Stack, running_stack
+from reliability.decode_memory import SIDE, Case, Upload, corpus_at_once, hostile_corpus, measure
 
 MIB = 1024 * 1024
 POD_LIMIT_MIB = 1024
@@ -53,7 +53,7 @@ def test_the_reviews_png_alone_and_as_an_exam_is_413(
 def test_peak_rss_stays_bounded_for_a_hostile_corpus_sent_at_once(
     gateway: Stack, corpus: dict[str, bytes]
 ) -> None:
-    """Everything at once (bench.decode_memory.corpus_at_once): two admitted 7000 x 7000
+    """Everything at once (reliability.decode_memory.corpus_at_once): two admitted 7000 x 7000
     deflate TIFFs and a 16-bit gray TIFF are decoded within the budget (one waits for
     another); the rest is refused from headers."""
     case = corpus_at_once(corpus)

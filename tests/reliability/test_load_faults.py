@@ -1,7 +1,7 @@
 """Load and faults, CI-sized: a short soak with hey, the model server killed and restarted under
 load, a model server slower than the deadline, and SIGTERM to the gateway under load.
 
-The tests run the same functions as ``python -m bench.soak`` and ``python -m bench.faults``
+The tests run the same functions as ``python -m reliability.soak`` and ``python -m reliability.faults``
 (the full-length runs and their figures are in RELIABILITY.md); every criterion is checked by
 those functions and printed with the figure it was judged on.
 """
@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from bench.criteria import Report
-from bench.faults import KillPlan, SigtermPlan, SlowPlan, run_kill, run_sigterm, run_slow
-from bench.gateway_stack import running_stack
-from bench.soak import soak
-from tests.support.processes import TFServingProcess
+from harness.gateway_stack import running_stack
+from harness.processes import TFServingProcess
+from reliability.criteria import Report
+from reliability.faults import KillPlan, SigtermPlan, SlowPlan, run_kill, run_sigterm, run_slow
+from reliability.soak import soak
 
 pytestmark = pytest.mark.slow
 

@@ -1,10 +1,10 @@
-"""Schemathesis against the running gateway's /openapi.json (bench/openapi_fuzz.py): no server
+"""Schemathesis against the running gateway's /openapi.json (reliability/openapi_fuzz.py): no server
 error, statuses, content types, headers and bodies as documented, schema-invalid input refused,
 undeclared methods answered 405 with ``Allow``. Seeded; the larger run is
-``python -m bench.openapi_fuzz --max-examples 1000``. One documented answer is let through by
+``python -m reliability.openapi_fuzz --max-examples 1000``. One documented answer is let through by
 the ``no_server_error`` check: 503 ``model_unavailable`` for ``?version=N`` naming a version the
 model server does not serve (tests/integration/test_gateway_api.py asserts it; see
-bench/openapi_fuzz.py)."""
+reliability/openapi_fuzz.py)."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from bench.gateway_stack import Stack
-from bench.malformed import KEYS
-from bench.openapi_fuzz import run
+from harness.gateway_stack import Stack
+from reliability.malformed.wire import KEYS
+from reliability.openapi_fuzz import run
 
 MAX_EXAMPLES = 100
 SEED = 1

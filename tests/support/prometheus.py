@@ -14,7 +14,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.support.processes import free_port
+from harness.processes import free_port
 
 
 def prometheus_binary() -> str:

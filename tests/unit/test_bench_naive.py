@@ -12,9 +12,9 @@ import pytest
 
 from bench.naive_service import NaiveGrader, naive_model_input
 from fundus.config import PreprocessConfig
-from synthetic import encode_jpeg, synthesize_fundus
 from model.batches import predict_probs
 from model.decision import predict_grade
+from synthetic import encode_jpeg, synthesize_fundus
 
 SIZE = 16
 

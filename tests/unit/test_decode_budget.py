@@ -16,14 +16,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bench.hostile_images import TiffPage, png, tiff
 from fundus.budget import admit, check_cost, decode_cost
 from fundus.config import DecodeLimits
 from fundus.decode import decode_image
 from fundus.errors import CorruptImage, FundusError, ImageTooLarge
-from synthetic import encode_dicom, encode_jpeg, synthesize_fundus
 from fundus.types import ImageFormat
-from tests.support.processes import REPO_ROOT
+from harness.processes import REPO_ROOT
+from reliability.hostile_images import TiffPage, png, tiff
+from synthetic import encode_dicom, encode_jpeg, synthesize_fundus
 
 MIB = 1024 * 1024
 

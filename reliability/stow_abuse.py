@@ -1,9 +1,9 @@
 """Hostile STOW-RS traffic against a real gateway (issue 14 finding 4): what it costs the gateway.
 
-    python -m bench.stow_abuse --model-root /tmp/drg-tiny/export [--json out.json]
+    python -m reliability.stow_abuse --model-root /tmp/drg-tiny/export [--json out.json]
 
-Starts the TF Serving stand-in and a lean gateway with the PACS intake on (``bench.gateway_stack``)
-and measures, one scenario after the other:
+Starts the TF Serving stand-in and a lean gateway with the PACS intake on
+(``harness.gateway_stack``) and measures, one scenario after the other:
 
 - ``tiny_parts``: one multipart/related request of 50,000 one-byte parts (4.0 MB; the review
   sent 3.4 MB): wall time, HTTP status, response size, gateway log lines it caused (not
@@ -34,8 +34,8 @@ from typing import Any
 
 import httpx
 
-from bench.gateway_stack import Stack, fundus_jpeg, running_stack
 from gateway.auth import hash_key
+from harness.gateway_stack import Stack, fundus_jpeg, running_stack
 
 KEY = "stow-abuse-key"
 HEADERS = {"X-API-Key": KEY}

@@ -2,8 +2,8 @@
 lean gateway (tfserving mode, no TF runtime) in front of it, real processes on 127.0.0.1.
 
 The one place that starts them, shared by the performance benches (``bench.gateway``,
-``bench.serving``), the reliability benches (``bench.soak``, ``bench.faults``,
-``bench.malformed``) and tests/reliability, so all of them start, measure and stop the same
+``bench.serving``), the reliability runners (``reliability.soak``, ``reliability.faults``,
+``reliability.malformed``) and tests/reliability, so all of them start, measure and stop the same
 system the same way.
 """
 
@@ -18,12 +18,12 @@ from typing import Any
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench.tcp_gate import TcpGate
-from fundus.synthetic import encode_jpeg, synthesize_fundus
 from gateway.auth import hash_key
 from gateway.lean_protos import build as build_lean_protos
 from gateway.settings import Settings
-from tests.support.processes import GatewayProcess, TFServingProcess, free_port
+from harness.processes import GatewayProcess, TFServingProcess, free_port
+from harness.tcp_gate import TcpGate
+from synthetic import encode_jpeg, synthesize_fundus
 
 API_KEY = "bench-key"
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
@@ -174,7 +174,7 @@ def start_stack(
     """Start the stand-in (on a fixed free port, so it can be restarted there) and a ready gateway.
 
     ``lean_protos``, ``keys_file``: see ``GatewaySetup.create``. ``gated``: the gateway reaches
-    the stand-in through a ``TcpGate`` (see bench/tcp_gate.py). ``server``: a running stand-in to
+    the stand-in through a ``TcpGate`` (see harness/tcp_gate.py). ``server``: a running stand-in to
     use instead (left running by ``Stack.stop``). ``gateway_fields`` are Settings fields
     (``backend_timeout_s="2"``); the rest keep their production defaults.
     """

@@ -1,6 +1,6 @@
 """Sustained load on the gateway with ``hey``: errors, latency percentiles and RSS growth.
 
-    python -m bench.soak --duration 300 --concurrency 8 [--model-root export]
+    python -m reliability.soak --duration 300 --concurrency 8 [--model-root export]
 
 Starts the TF Serving stand-in serving the SavedModel under ``--model-root`` and the lean
 gateway (tfserving mode, production settings), then ``hey`` POSTs one synthetic fundus JPEG as
@@ -24,91 +24,30 @@ criterion:
 from __future__ import annotations
 
 import argparse
-import math
-import re
-import shutil
 import statistics
-import subprocess
 import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.criteria import Report
-from bench.gateway_stack import (
-    API_KEY,
+from harness.gateway_stack import (
+    AUTH,
     Stack,
     fundus_jpeg,
     memory_kib,
     running_stack,
     scrape_counter,
 )
-
-_STATUS = re.compile(r"^\s*\[(\d{3})\]\s+(\d+) responses", re.MULTILINE)
-_ERROR = re.compile(r"^\s*\[(\d+)\]\s+(.+)$", re.MULTILINE)
-_PERCENTILE = re.compile(r"^\s*(\d+)% in (\d+(?:\.\d+)?) secs", re.MULTILINE)
-_RATE = re.compile(r"Requests/sec:\s+(\d+(?:\.\d+)?)")
-
-
-@dataclass
-class HeyResult:
-    """What hey's summary says."""
-
-    statuses: dict[int, int]
-    errors: dict[str, int]
-    percentiles_ms: dict[int, float]
-    requests_per_s: float
-
-    @property
-    def requests(self) -> int:
-        """Every request hey finished, answered or failed."""
-        return sum(self.statuses.values()) + sum(self.errors.values())
-
-
-def parse_hey(summary: str) -> HeyResult:
-    """Parse hey's text summary (status and error distributions, latency distribution)."""
-    statuses = {int(code): int(count) for code, count in _STATUS.findall(summary)}
-    errors: dict[str, int] = {}
-    if "Error distribution:" in summary:
-        section = summary.split("Error distribution:", 1)[1]
-        errors = {message.strip(): int(count) for count, message in _ERROR.findall(section)}
-    percentiles = {int(p): float(s) * 1000 for p, s in _PERCENTILE.findall(summary)}
-    for missing in {50, 95, 99} - set(percentiles):  # no answer at all: no distribution
-        percentiles[missing] = math.nan
-    rate = _RATE.search(summary)
-    if rate is None:
-        raise ValueError(f"unexpected hey output:\n{summary[-2000:]}")
-    return HeyResult(statuses, errors, percentiles, float(rate.group(1)))
+from harness.hey import parse_hey, post_options
+from harness.hey import run_hey as hey_summary
+from reliability.criteria import Report
 
 
 def run_hey(url: str, body_file: Path, duration_s: float, concurrency: int, timeout_s: int) -> str:
     """hey's summary for ``duration_s`` of closed-loop POSTs of ``body_file`` as image/jpeg."""
-    binary = shutil.which("hey")
-    if binary is None:
-        raise FileNotFoundError("hey is not installed (Debian package hey; .ci/run installs it)")
-    command = [
-        binary,
-        "-z",
-        f"{duration_s:g}s",
-        "-c",
-        str(concurrency),
-        "-t",
-        str(timeout_s),
-        "-m",
-        "POST",
-        "-T",
-        "image/jpeg",
-        "-D",
-        str(body_file),
-        "-H",
-        f"Authorization: Bearer {API_KEY}",
-        url,
-    ]
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise RuntimeError(f"hey failed ({done.returncode}): {done.stderr[-2000:]}")
-    return done.stdout
+    options = ["-t", str(timeout_s), *post_options(body_file, AUTH, "image/jpeg")]
+    return hey_summary(url, duration_s, concurrency, options)
 
 
 @dataclass

@@ -15,7 +15,7 @@ import contextlib
 import threading
 from typing import Any
 
-from tests.support.processes import free_port
+from harness.processes import free_port
 
 _CHUNK = 64 * 1024
 

@@ -1,9 +1,9 @@
 """Faults under load: the gateway in front of the TF Serving stand-in, real processes on 127.0.0.1.
 
-    python -m bench.faults --scenario kill|slow|sigterm|all [--model-root export] [options]
+    python -m reliability.faults --scenario kill|slow|sigterm|all [--model-root export] [options]
 
 Scenarios (each starts its own stand-in + lean gateway, drives closed-loop load with
-bench.load_client, which accounts for every request, and prints figures and PASS/FAIL):
+harness.load, which accounts for every request, and prints figures and PASS/FAIL):
 
 - ``kill``: SIGKILL the model server mid-run, keep the load on for ``--down`` s, restart it on
   the same port. Every request gets an HTTP answer (sent == answered; no refusal, reset or
@@ -11,7 +11,7 @@ bench.load_client, which accounts for every request, and prints figures and PASS
   backend code; /readyz turns 503; after the restart the gateway is back to all-200 within
   ``--recover-within`` s of the model being AVAILABLE (time from the restart command also
   printed; it includes TF's start-up). By default the gateway reaches the stand-in through a
-  ``bench.tcp_gate.TcpGate`` that refuses connections from the kill until the restarted
+  ``harness.tcp_gate.TcpGate`` that refuses connections from the kill until the restarted
   stand-in is AVAILABLE, as real TF Serving does (it listens only once its models are loaded;
   the stand-in listens first, which hides the gateway's reconnect delay), and the first
   request that succeeds must have been sent within 2 s of the port opening; ``--no-gate``
@@ -37,11 +37,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.criteria import Report
-from bench.gateway_stack import Stack, fundus_jpeg, running_stack
-from bench.load_client import REFUSED, RESET, TIMEOUT, LoadClient, LoadResult, Poller
-from bench.load_client import latency_summary as summarize
-from tests.support.processes import TFServingProcess
+from harness.gateway_stack import Stack, fundus_jpeg, running_stack
+from harness.load import REFUSED, RESET, TIMEOUT, LoadClient, LoadResult, Poller
+from harness.load import latency_summary as summarize
+from harness.processes import TFServingProcess
+from reliability.criteria import Report
 
 DOWN_CODES = frozenset({"backend_unavailable", "model_unavailable", "backend_timeout"})
 """What the gateway may answer while the model server is gone or still loading (503/504)."""

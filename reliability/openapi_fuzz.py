@@ -1,13 +1,13 @@
 """Schemathesis against the gateway's own OpenAPI document: no server error, documented answers.
 
-    python -m bench.openapi_fuzz --model-root export [--max-examples 200] [--seed 1]
+    python -m reliability.openapi_fuzz --model-root export [--max-examples 200] [--seed 1]
 
-Starts the stack of ``bench.malformed`` (TF Serving stand-in + gateway, PACS intake on) and runs
-schemathesis's CLI, ``st run <gateway>/openapi.json``, with a key holding both scopes, the
+Starts the stack of ``reliability.malformed`` (TF Serving stand-in + gateway, PACS intake on) and
+runs schemathesis's CLI, ``st run <gateway>/openapi.json``, with a key holding both scopes, the
 phases that apply (examples, coverage, fuzzing), a fixed seed, one worker and ``CHECKS``.
 
-This module is also schemathesis's hooks module (``SCHEMATHESIS_HOOKS=bench.openapi_fuzz``): it
-gives schemathesis serializers for the STOW-RS bodies (``application/dicom`` and
+This module is also schemathesis's hooks module (``SCHEMATHESIS_HOOKS=reliability.openapi_fuzz``):
+it gives schemathesis serializers for the STOW-RS bodies (``application/dicom`` and
 ``multipart/related``) and registers ``no_server_error``, which is schemathesis's
 ``not_a_server_error`` minus one known finding: ``?version=N`` naming a version the model
 server does not serve is answered 503 ``model_unavailable`` (TF Serving answers NOT_FOUND both
@@ -139,7 +139,7 @@ def environment(known_log: Path) -> dict[str, str]:
     path = os.environ.get("PYTHONPATH", "")
     return {
         **os.environ,
-        "SCHEMATHESIS_HOOKS": "bench.openapi_fuzz",
+        "SCHEMATHESIS_HOOKS": "reliability.openapi_fuzz",
         "PYTHONPATH": f"{root}{os.pathsep}{path}" if path else root,
         KNOWN_LOG_ENV: str(known_log),
     }
@@ -164,7 +164,8 @@ def run(
 
 def main(argv: list[str] | None = None) -> int:
     """Start the stack, run schemathesis, print its report; exit with its exit code."""
-    from bench.malformed import KEYS, serving_stack
+    from reliability.malformed.stack import serving_stack
+    from reliability.malformed.wire import KEYS
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model-root", type=Path, default=Path("export"))

@@ -16,7 +16,7 @@ signature. It reproduces TF Serving's observable behaviour that the gateway depe
 - GetModelMetadata with ``signature_def`` packed as ``SignatureDefMap``; GetModelStatus with
   LOADING/AVAILABLE states.
 
-With ``--enable-batching`` (TF Serving's ``--enable_batching``; tests/support/processes.py turns
+With ``--enable-batching`` (TF Serving's ``--enable_batching``; harness/processes.py turns
 it on by default, as production runs) and optionally ``--batching-parameters-file`` (the same
 text-proto file TF Serving reads, e.g. k8s/base/tfserving/batching.config), every signature goes
 through TF Serving's BatchingSession rules (model/tfserving_batching.py) with its codes and
@@ -31,7 +31,7 @@ Extra knobs for tests: ``--load-delay`` (seconds in LOADING), ``--predict-delay`
 inference: added to serving_default/explain Predict calls), ``--labels stable=1,canary=2``.
 Prints ``PORT <n>`` on stdout once listening.
 
-    python -m tests.support.tfserving_server --model-base-path export --model-name dr_grader
+    python -m harness.tfserving_server --model-base-path export --model-name dr_grader
 """
 
 from __future__ import annotations
@@ -237,7 +237,7 @@ def _check_input(name: str, proto: Any, spec: Any, index: int) -> np.ndarray:
             f"{tf.dtypes.as_dtype(proto.dtype).name} is provided",
         )
     try:
-        array = tf.make_ndarray(proto)
+        array: np.ndarray = tf.make_ndarray(proto)
     except Exception as error:
         raise RpcError(grpc.StatusCode.INVALID_ARGUMENT, f"input {name}: {error}") from None
     expected = [int(d.size) for d in spec.tensor_shape.dim]
@@ -252,7 +252,8 @@ def _check_input(name: str, proto: Any, spec: Any, index: int) -> np.ndarray:
     return array
 
 
-class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
+# The generated servicer bases are untyped (no stubs for tensorflow-serving-api).
+class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):  # type: ignore[misc]
     """Predict and GetModelMetadata."""
 
     def __init__(self, store: ModelStore, predict_delay: float) -> None:
@@ -324,7 +325,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
             context.abort(error.code, error.message)
 
 
-class ModelService(model_service_pb2_grpc.ModelServiceServicer):
+class ModelService(model_service_pb2_grpc.ModelServiceServicer):  # type: ignore[misc]
     """GetModelStatus."""
 
     def __init__(self, store: ModelStore) -> None:

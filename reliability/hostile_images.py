@@ -2,7 +2,7 @@
 making them costs kilobytes of memory, not the size they decode to.
 
 Each image is a bright disc on black (a fundus-like picture: the gateway crops to it), stored
-losslessly, so they compress to a few hundred kilobytes. Used by ``bench.decode_memory`` and
+losslessly, so they compress to a few hundred kilobytes. Used by ``reliability.decode_memory`` and
 tests/reliability/test_decode_memory.py; the unit tests use them for the byte estimates.
 """
 

@@ -1,9 +1,20 @@
-"""A closed-loop asyncio HTTP load client that accounts for every request it sends.
+"""The one Python load generator of the benches and reliability runners: closed-loop workers,
+each sending its next request as soon as the previous one returned (``hey`` is the other, for
+sustained HTTP load from outside Python: harness/hey.py).
 
-Each of ``concurrency`` workers sends a request, waits for its fate, records exactly one
-``Outcome`` and starts the next one (no sooner than ``min_interval_s`` after the previous
-start, so fast failures do not turn into a busy loop). A fate is an HTTP answer (status, error
-code) or one of the failures below, told apart because they mean different things:
+Two drivers of the same loop:
+
+- ``measure_load(call, requests, concurrency)``: a fixed number of calls of any function (a
+  gateway POST, a gRPC Predict, an in-process model call) from ``concurrency`` threads; latency
+  percentiles and throughput (``LoadStats``). Used by the performance benches.
+- ``LoadClient``: asyncio HTTP POSTs until ``stop()``, accounting for every request it sends
+  (``LoadResult``), while the caller breaks the system under it. Used by the fault runs.
+
+``LoadClient`` details: each of ``concurrency`` workers sends a request, waits for its fate,
+records exactly one ``Outcome`` and starts the next one (no sooner than ``min_interval_s`` after
+the previous start, so fast failures do not turn into a busy loop). A fate is an HTTP answer
+(status, error code) or one of the failures below, told apart because they mean different
+things:
 
 - ``refused``: the TCP connection was refused (httpx.ConnectError): the request never reached
   a server; a load balancer retries it elsewhere.
@@ -21,14 +32,71 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
+import statistics
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import httpx
 
-from bench.load import percentile
+
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile (no interpolation): with fewer than 100 values p99 is the max."""
+    ordered = sorted(values)
+    rank = max(1, math.ceil(q / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+@dataclass(frozen=True)
+class LoadStats:
+    """What one load run measured."""
+
+    latencies_ms: list[float]
+    elapsed_s: float
+
+    @property
+    def requests(self) -> int:
+        """Requests timed (warm-up excluded)."""
+        return len(self.latencies_ms)
+
+    @property
+    def throughput(self) -> float:
+        """Completed requests per second of wall time."""
+        return self.requests / self.elapsed_s
+
+    @property
+    def p50_ms(self) -> float:
+        """Median latency."""
+        return statistics.median(self.latencies_ms)
+
+    @property
+    def p99_ms(self) -> float:
+        """99th percentile latency (nearest rank)."""
+        return percentile(self.latencies_ms, 99)
+
+
+def measure_load(
+    call: Callable[[int], None], requests: int, concurrency: int, warmup: int = 1
+) -> LoadStats:
+    """Run ``warmup`` untimed calls, then ``requests`` calls (argument: the call's index) with
+    ``concurrency`` in flight; each thread sends its next call as soon as one returns."""
+    for index in range(warmup):
+        call(index)
+    latencies: list[float] = []
+
+    def timed(index: int) -> None:
+        started = time.perf_counter()
+        call(index)
+        latencies.append((time.perf_counter() - started) * 1000)
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(concurrency) as pool:
+        list(pool.map(timed, range(requests)))
+    return LoadStats(latencies, time.perf_counter() - started)
+
 
 REFUSED = "refused"
 RESET = "reset"

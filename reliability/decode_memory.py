@@ -1,10 +1,10 @@
 """Peak memory of the gateway for small hostile images (issue 14, finding 2).
 
-    python -m bench.decode_memory [--model-root ROOT] [--only NAME ...]
-    python -m bench.decode_memory --opencv-flags
+    python -m reliability.decode_memory [--model-root ROOT] [--only NAME ...]
+    python -m reliability.decode_memory --opencv-flags
 
 Starts the TF Serving stand-in (``ROOT``, default ``$TEST_TINY_EXPORT`` or /tmp/drg-tiny/export)
-and the lean gateway exactly as the pod runs it (bench/gateway_stack.py), then for each case
+and the lean gateway exactly as the pod runs it (harness/gateway_stack.py), then for each case
 resets the gateway's peak RSS (``/proc/PID/clear_refs`` 5), sends the case and reads VmHWM from
 ``/proc/PID/status``. Prints one row per case: statuses, error codes, idle and peak RSS (MiB).
 Gateway settings: ``FIELDS`` below.
@@ -30,9 +30,9 @@ from pathlib import Path
 
 import httpx
 
-from bench.gateway_stack import AUTH, Stack, fundus_jpeg, memory_kib, running_stack
-from bench.hostile_images import TiffPage, png, tiff
-from tests.support.processes import TFServingProcess, free_port
+from harness.gateway_stack import AUTH, Stack, fundus_jpeg, memory_kib, running_stack
+from harness.processes import TFServingProcess, free_port
+from reliability.hostile_images import TiffPage, png, tiff
 
 FIELDS = {"request_timeout_s": "120", "shutdown_grace_s": "125"}
 """Gateway settings of the bench (production defaults otherwise): on 2 shared cores the code

@@ -1,8 +1,8 @@
 """HTTP abuse probes against a running gateway process (issue 14, findings 3 and 5), and the
 throughput cost of the header limits.
 
-    python -m bench.http_abuse [--root /tmp/h3-before] [--connections 200]
-    python -m bench.http_abuse --throughput [--model-root /tmp/drg-tiny/export]
+    python -m reliability.http_abuse [--root /tmp/h3-before] [--connections 200]
+    python -m reliability.http_abuse --throughput [--model-root /tmp/drg-tiny/export]
 
 The first form starts ``python -m gateway`` from ``--root`` (default: this checkout; a
 ``git worktree`` of an older commit gives the "before" figures with the same probes) with
@@ -13,7 +13,7 @@ every 5 s) connections stay open, the keep-alive a client sees, and a body trick
 ``POST /v1/grade`` and ``POST /dicomweb/studies``. Every wait is capped at 75 s.
 
 ``--throughput`` serves the gateway, in front of the TF Serving stand-in with a SavedModel, with
-each protocol of ``bench.http_variant`` in turn and runs ``hey`` against ``/livez`` and
+each protocol of ``reliability.http_variant`` in turn and runs ``hey`` against ``/livez`` and
 ``POST /v1/grade`` (requests/s, p50, p99).
 """
 
@@ -22,23 +22,22 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
-import re
+import math
 import shutil
 import subprocess
-import sys
 import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 
 from gateway.auth import hash_key
 from gateway.lean_protos import build as build_lean_protos
-from tests.support.processes import REPO_ROOT, TFServingProcess, free_port
+from harness.gateway_stack import fundus_jpeg, memory_kib
+from harness.hey import parse_hey, run_hey
+from harness.processes import REPO_ROOT, GatewayProcess, TFServingProcess
 
 GRADE_KEY = "bench-key"
 PACS_KEY = "bench-pacs-key"
@@ -46,71 +45,30 @@ CAP_S = 75.0
 MB50 = 50 * 1024 * 1024
 
 
-@dataclass
-class Gateway:
-    """One gateway process started from ``root``."""
-
-    process: subprocess.Popen[bytes]
-    port: int
-    log: Path
-
-    @property
-    def url(self) -> str:
-        """Base URL."""
-        return f"http://127.0.0.1:{self.port}"
-
-    def rss_kib(self) -> int:
-        """VmRSS of the process."""
-        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS"):
-                return int(line.split()[1])
-        raise RuntimeError("no VmRSS")
+def rss_kib(gw: GatewayProcess) -> int:
+    """VmRSS of the gateway process."""
+    return memory_kib(gw.pid, ("VmRSS",))["VmRSS"]
 
 
 @contextlib.contextmanager
 def gateway(
     root: Path, workdir: Path, env: dict[str, str], command: tuple[str, ...] = ("gateway",)
-) -> Iterator[Gateway]:
+) -> Iterator[GatewayProcess]:
     """``python -m <command>`` from ``root`` with ``env`` (DRG_*), live on a free port."""
     lean = workdir / "lean-protos"
     if not lean.exists():
         build_lean_protos(lean)
     keys = workdir / "keys.txt"
     keys.write_text(f"bench {hash_key(GRADE_KEY)} grade\npacs {hash_key(PACS_KEY)} pacs\n")
-    port = free_port()
-    full_env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("DRG_")},
-        "PYTHONPATH": f"{lean}{os.pathsep}{root}",
-        "DRG_HOST": "127.0.0.1",
-        "DRG_PORT": str(port),
-        "DRG_API_KEYS_FILE": str(keys),
-        "DRG_LOG_LEVEL": "WARNING",
-        **env,
-    }
-    log = workdir / f"gateway-{port}.log"
-    with log.open("ab") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", *command], cwd=root, env=full_env, stdout=out, stderr=out
-        )
+    settings = {"DRG_API_KEYS_FILE": str(keys), "DRG_LOG_LEVEL": "WARNING", **env}
+    process = GatewayProcess(settings, lean, workdir / "gateway.log", root=root, module=command)
+    process.log_path = workdir / f"gateway-{process.port}.log"  # one log per gateway started
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise RuntimeError(f"gateway exited: {log.read_text()[-2000:]}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"http://127.0.0.1:{port}/livez", timeout=1).status_code == 200:
-                    break
-            time.sleep(0.1)
-        else:
-            raise TimeoutError("gateway did not start")
-        yield Gateway(process, port, log)
+        process.launch()
+        process.wait_http("/livez", timeout_s=120, interval_s=0.1)
+        yield process
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        process.stop(timeout_s=60)
 
 
 # --- probes --------------------------------------------------------------------------------
@@ -137,9 +95,9 @@ async def _status_line(
     return first.decode() or "closed, no answer", time.monotonic() - began
 
 
-def header_probe(gw: Gateway, headers: bytes) -> str:
+def header_probe(gw: GatewayProcess, headers: bytes) -> str:
     """Send ``GET /livez`` with ``headers``; status, seconds, RSS growth (peak sample)."""
-    baseline = gw.rss_kib()
+    baseline = rss_kib(gw)
     peak = baseline
     stop = threading.Event()
 
@@ -147,7 +105,7 @@ def header_probe(gw: Gateway, headers: bytes) -> str:
         nonlocal peak
         while not stop.is_set():
             with contextlib.suppress(OSError, RuntimeError):
-                peak = max(peak, gw.rss_kib())
+                peak = max(peak, rss_kib(gw))
             time.sleep(0.02)
 
     sampler = threading.Thread(target=sample, daemon=True)
@@ -170,7 +128,7 @@ def header_probe(gw: Gateway, headers: bytes) -> str:
     return f"{line}; {seconds:.2f} s; RSS +{(peak - baseline) / 1024:.0f} MiB"
 
 
-async def idle_connections(gw: Gateway, count: int) -> str:
+async def idle_connections(gw: GatewayProcess, count: int) -> str:
     """``count`` connections that send nothing: how long they stay open."""
     streams = [await asyncio.open_connection("127.0.0.1", gw.port) for _ in range(count)]
     results = await asyncio.gather(*(_status_line(r, CAP_S) for r, _ in streams))
@@ -179,7 +137,7 @@ async def idle_connections(gw: Gateway, count: int) -> str:
     return _summary([s for _, s in results], count)
 
 
-async def half_sent(gw: Gateway, count: int) -> str:
+async def half_sent(gw: GatewayProcess, count: int) -> str:
     """``count`` slowloris connections: one header line every 5 s, never the blank line."""
 
     async def one() -> tuple[str, float]:
@@ -198,7 +156,7 @@ async def half_sent(gw: Gateway, count: int) -> str:
     return _summary([s for _, s in results], count) + f"; answers: {' | '.join(statuses)}"
 
 
-async def keep_alive(gw: Gateway) -> str:
+async def keep_alive(gw: GatewayProcess) -> str:
     """One ``GET /livez`` on a keep-alive connection, then silence: when the server closes."""
     reader, writer = await asyncio.open_connection("127.0.0.1", gw.port)
     writer.write(b"GET /livez HTTP/1.1\r\nHost: bench\r\n\r\n")
@@ -207,7 +165,7 @@ async def keep_alive(gw: Gateway) -> str:
     return f"{line}; server closed after {seconds:.1f} s"
 
 
-async def trickled_body(gw: Gateway, path: str, head: bytes, over_s: float = 40.0) -> str:
+async def trickled_body(gw: GatewayProcess, path: str, head: bytes, over_s: float = 40.0) -> str:
     """A 4,000-byte body sent evenly over ``over_s``: status and when the answer came."""
     size = 4000
     reader, writer = await asyncio.open_connection("127.0.0.1", gw.port)
@@ -285,24 +243,20 @@ def abuse(root: Path, workdir: Path, connections: int) -> list[tuple[str, str]]:
 
 def hey(url: str, seconds: int, concurrency: int, extra: list[str]) -> str:
     """``hey`` for ``seconds``: "R req/s, p50 X ms, p99 Y ms, statuses"."""
-    command = ["hey", "-z", f"{seconds}s", "-c", str(concurrency), *extra, url]
-    out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-    rate = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    p50 = re.search(r"50%+ in ([\d.]+) secs", out)
-    p99 = re.search(r"99%+ in ([\d.]+) secs", out)
-    codes = " ".join(f"{n} x {c}" for c, n in re.findall(r"\[(\d{3})\]\s+(\d+) responses", out))
-    if not (rate and p50 and p99):
+    out = run_hey(url, seconds, concurrency, extra)
+    try:
+        result = parse_hey(out)
+    except ValueError:
         return "no result: " + out[-300:]
-    return (
-        f"{float(rate[1]):.0f} req/s, p50 {float(p50[1]) * 1000:.1f} ms, "
-        f"p99 {float(p99[1]) * 1000:.1f} ms ({codes})"
-    )
+    p50, p99 = result.percentiles_ms[50], result.percentiles_ms[99]
+    if math.isnan(p50) or math.isnan(p99):
+        return "no result: " + out[-300:]
+    codes = " ".join(f"{n} x {c}" for c, n in result.statuses.items())
+    return f"{result.requests_per_s:.0f} req/s, p50 {p50:.1f} ms, p99 {p99:.1f} ms ({codes})"
 
 
 def throughput(model_root: Path, workdir: Path, seconds: int) -> list[tuple[str, str]]:
     """/livez and /v1/grade with each protocol, one after the other, in one run."""
-    from bench.gateway_stack import fundus_jpeg
-
     if shutil.which("hey") is None:
         raise SystemExit("hey is not installed")
     image = workdir / "fundus.jpg"
@@ -312,7 +266,8 @@ def throughput(model_root: Path, workdir: Path, seconds: int) -> list[tuple[str,
     try:
         env = {"DRG_TFSERVING_TARGET": server.target, "DRG_MAX_CONCURRENT_INFERENCES": "8"}
         for variant in ("limited", "httptools", "h11"):
-            with gateway(REPO_ROOT, workdir, env, ("bench.http_variant", variant)) as gw:
+            command = ("reliability.http_variant", variant)
+            with gateway(REPO_ROOT, workdir, env, command) as gw:
                 httpx.get(gw.url + "/readyz", timeout=30)
                 auth = ["-H", f"Authorization: Bearer {GRADE_KEY}"]
                 grade_args = ["-m", "POST", "-T", "image/jpeg", "-D", str(image), *auth]

@@ -1,5 +1,6 @@
-"""``python -m bench.http_variant {limited,httptools,h11}``: the gateway (``python -m gateway``'s
-settings and app) served by one of three HTTP protocols, for ``bench.http_abuse --throughput``.
+"""``python -m reliability.http_variant {limited,httptools,h11}``: the gateway (``python -m
+gateway``'s settings and app) served by one of three HTTP protocols, for
+``reliability.http_abuse --throughput``.
 
 ``limited`` is what the gateway runs (gateway/http_limits.py); ``httptools`` is uvicorn's default
 protocol as the gateway used it before (no header limit); ``h11`` is uvicorn's pure-Python
