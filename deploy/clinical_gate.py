@@ -30,7 +30,11 @@ from typing import Any
 
 import numpy as np
 
-from model.metrics import REFERABLE_MIN_GRADE, binary_stats
+from contract.grades import REFERABLE_MIN_GRADE, is_grade
+from contract.model_card import CARD_PATH
+from contract.signatures import IMAGE_INPUT, REFERABLE_PROBABILITY, SERVING_SIGNATURE
+from deploy.card import read_card
+from model.metrics import binary_stats
 
 METRIC_SPLITS = ("test", "oof")
 
@@ -114,7 +118,7 @@ def load_labels(path: Path) -> dict[str, int]:
             if not row or row[0].strip().lower() in ("file", "image", "filename"):
                 continue
             name, grade = row[0].strip(), int(row[1])
-            if not 0 <= grade <= 4:
+            if not is_grade(grade):
                 raise ValueError(f"{path}: grade {grade} of {name} is not 0..4")
             labels[name] = grade
     return labels
@@ -125,17 +129,14 @@ def predict_flags(version_dir: Path, images: list[tuple[str, bytes]]) -> list[bo
     import tensorflow as tf
 
     from fundus import load_and_preprocess
-    from gateway.model_card import ModelCard
 
-    card = ModelCard.parse((version_dir / "assets.extra" / "model_card.json").read_text())
-    pixels = np.stack(
-        [load_and_preprocess(data, card.preprocess_config).image for _, data in images]
-    )
-    serve = tf.saved_model.load(str(version_dir)).signatures["serving_default"]
+    card, config = read_card(version_dir)
+    pixels = np.stack([load_and_preprocess(data, config).image for _, data in images])
+    serve = tf.saved_model.load(str(version_dir)).signatures[SERVING_SIGNATURE]
     flags: list[bool] = []
     for start in range(0, len(pixels), 8):
-        out = serve(image=tf.constant(pixels[start : start + 8], tf.uint8))
-        flags += [bool(p >= card.referable_threshold) for p in out["referable_probability"].numpy()]
+        out = serve(**{IMAGE_INPUT: tf.constant(pixels[start : start + 8], tf.uint8)})
+        flags += [bool(p >= card.referable_threshold) for p in out[REFERABLE_PROBABILITY].numpy()]
     return flags
 
 
@@ -161,7 +162,7 @@ def gate_problems(
             f"{evidence.negatives} non-referable images (need {limits.min_positives} and "
             f"{limits.min_negatives})"
         ]
-    card_path = "assets.extra/model_card.json"
+    card_path = CARD_PATH
     candidate_card = json.loads((candidate_dir / card_path).read_text())
     try:
         candidate = referable_of(grades, predict_flags(candidate_dir, images))

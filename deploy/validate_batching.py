@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from contract.signatures import CARD_INPUT, CARD_SIGNATURE, IMAGE_INPUT, SERVING_SIGNATURE
 from model.tfserving_batching import (
     BATCHING_CONFIGS,
     BatchingError,
@@ -35,7 +36,6 @@ from model.tfserving_batching import (
 )
 
 __all__ = ["BatchingError", "call_problems", "load_configs", "static_problems", "warmup_problems"]
-CARD_SIGNATURE = "model_card"
 CALL_BATCH_SIZES = (1, 2)
 
 
@@ -60,9 +60,9 @@ def call_problems(functions: Mapping[str, Any], images: np.ndarray) -> list[str]
     for name in sorted(functions):
         for batch in CALL_BATCH_SIZES:
             if name == CARD_SIGNATURE:
-                inputs = {"unused": tf.zeros([batch], tf.int32)}
+                inputs = {CARD_INPUT: tf.zeros([batch], tf.int32)}
             else:
-                inputs = {"image": tf.constant(images[:batch], tf.uint8)}
+                inputs = {IMAGE_INPUT: tf.constant(images[:batch], tf.uint8)}
             try:
                 outputs = functions[name](**inputs)
                 check_outputs({k: v.shape.as_list() for k, v in outputs.items()}, batch)
@@ -82,7 +82,7 @@ def warmup_problems(
     seen: set[tuple[str, int]] = set()
     for number, log in enumerate(logs, start=1):
         request = log.predict_log.request
-        name = request.model_spec.signature_name or "serving_default"
+        name = request.model_spec.signature_name or SERVING_SIGNATURE
         shapes = {k: [int(d.size) for d in v.tensor_shape.dim] for k, v in request.inputs.items()}
         try:
             size = task_size(shapes)

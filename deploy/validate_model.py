@@ -4,12 +4,14 @@
 
 Checks, in the order a failed release would hurt:
 1. layout: ``<root>/<model_name>/<integer version>/saved_model.pb``;
-2. ``assets.extra/model_card.json`` parses as the gateway's ModelCard (name, version, sizes);
+2. ``assets.extra/model_card.json`` parses as the contract's ModelCard with a valid fundus
+   PreprocessConfig (name, version, sizes), as the gateway parses it;
 3. the SignatureDefs TF Serving will serve pass the gateway's own readiness check
-   (``gateway.backends.signatures.check_signatures``), plus output dtypes/shapes and the
-   ``model_card`` signature (input ``unused`` int32 [N], output ``model_card`` string [N]), and
-   TF Serving's batching rules (``--enable_batching`` batches every signature): every input and
-   output has rank >= 1 with a shared -1 batch dimension (deploy/validate_batching.py);
+   (``contract.signature_checks.readiness_problem``), plus every input and output of the
+   contract with its dtype and shape (``contract_problems``: the ``model_card`` signature takes
+   ``unused`` int32 [N] and answers ``model_card`` string [N]), and TF Serving's batching
+   rules (``--enable_batching`` batches every signature): every input and output has rank >= 1
+   with a shared -1 batch dimension (deploy/validate_batching.py);
 4. ``assets.extra/tf_serving_warmup_requests`` is a TFRecord of PredictionLog protos whose
    requests fit the signatures (TF Serving replays at most 1000 of them at load), that every
    batching config (``--batching-config``, default the k8s ones) accepts, covering every
@@ -17,7 +19,8 @@ Checks, in the order a failed release would hurt:
 5. ``tf.saved_model.load`` works, the ``model_card`` signature returns the card file, and
    ``serving_default`` on reference images (preprocessed by ``fundus`` with the card's
    PreprocessConfig; synthetic photographs when no directory is given) gives probabilities
-   that sum to 1, grades in 0..4 equal to their argmax and referable_probability = P(grade>=2);
+   that sum to 1, grades in 0..4 equal to their argmax and referable_probability = P(grade>=2)
+   (contract.grades.REFERABLE_MIN_GRADE);
    ``explain`` gives the same probabilities and heatmaps in [0, 1]; every signature called at
    batch sizes 1 and 2 answers outputs with that 0th dimension.
 
@@ -41,6 +44,27 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
+from contract.grades import NUM_GRADES, REFERABLE_MIN_GRADE  # noqa: E402
+from contract.model_card import CARD_PATH, ModelCard  # noqa: E402
+from contract.signature_checks import (  # noqa: E402
+    contract_problems,
+    from_signature_defs,
+    readiness_problem,
+)
+from contract.signatures import (  # noqa: E402
+    CARD_INPUT,
+    CARD_OUTPUT,
+    CARD_SIGNATURE,
+    EXPLAIN_SIGNATURE,
+    GRADE,
+    HEATMAP,
+    IMAGE_INPUT,
+    PROBABILITIES,
+    REFERABLE_PROBABILITY,
+    SERVING_SIGNATURE,
+    SIGNATURES,
+)
+from deploy.card import parse_card  # noqa: E402
 from deploy.validate_batching import (  # noqa: E402
     BatchingError,
     call_problems,
@@ -49,11 +73,8 @@ from deploy.validate_batching import (  # noqa: E402
     warmup_problems,
 )
 from fundus import FundusError, PreprocessConfig, load_and_preprocess  # noqa: E402
-from gateway.errors import ApiError  # noqa: E402
-from gateway.model_card import ModelCard  # noqa: E402
+from model.warmup import MAX_WARMUP_RECORDS, WARMUP_FILE  # noqa: E402
 
-SIGNATURES = ("serving_default", "explain", "model_card")
-MAX_WARMUP_RECORDS = 1000  # TF Serving's limit (saved_model_warmup_util)
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".dcm"}
 TOLERANCE = 1e-3
 
@@ -91,23 +112,6 @@ def _dims(tensor_info: Any) -> list[int] | None:
     return [int(d.size) for d in tensor_info.tensor_shape.dim]
 
 
-def _expect(report: Report, where: str, info: Any, dtype: str, dims: list[int] | None) -> None:
-    """``dims`` uses -1 for 'any' (batch); None means only the rank is not checked."""
-    if info is None:
-        report.fail(f"{where}: missing")
-        return
-    actual_dtype = _dtype_name(info.dtype)
-    if actual_dtype != dtype:
-        report.fail(f"{where}: dtype {actual_dtype}, expected {dtype}")
-    actual = _dims(info)
-    if dims is not None and (
-        actual is None
-        or len(actual) != len(dims)
-        or any(e not in (-1, a) for a, e in zip(actual, dims, strict=True))
-    ):
-        report.fail(f"{where}: shape {actual}, expected {dims} (-1 = any)")
-
-
 def check_layout(report: Report, model_name: str | None) -> int:
     """The directory must be ``<model_name>/<integer version>`` holding saved_model.pb."""
     path = report.version_dir
@@ -125,23 +129,25 @@ def check_layout(report: Report, model_name: str | None) -> int:
     return int(path.name)
 
 
-def check_card(report: Report, version: int, model_name: str | None) -> ModelCard:
-    """The card parses as the gateway's ModelCard and agrees with the directory."""
-    path = report.version_dir / "assets.extra" / "model_card.json"
+def check_card(
+    report: Report, version: int, model_name: str | None
+) -> tuple[ModelCard, PreprocessConfig]:
+    """The card parses as the gateway parses it and agrees with the directory."""
+    path = report.version_dir / CARD_PATH
     if not path.is_file():
         raise ValidationFailed(f"{path} is missing")
     try:
-        card = ModelCard.parse(path.read_text())
+        card, config = parse_card(path.read_text())
     except ValueError as error:  # pydantic's ValidationError is a ValueError
         raise ValidationFailed(f"{path}: {error}") from None
     if model_name and card.name != model_name:
         report.fail(f"model card name {card.name!r} != {model_name!r}")
     if card.version is not None and card.version != version:
         report.fail(f"model card version {card.version} != directory version {version}")
-    if len(card.class_names) != 5:
-        report.fail(f"model card has {len(card.class_names)} class names, expected 5")
-    report.ok(f"model card (input size {card.preprocess_config.size})")
-    return card
+    if len(card.class_names) != NUM_GRADES:
+        report.fail(f"model card has {len(card.class_names)} class names, expected {NUM_GRADES}")
+    report.ok(f"model card (input size {config.size})")
+    return card, config
 
 
 def load_signature_defs(version_dir: Path) -> dict[str, Any]:
@@ -156,34 +162,17 @@ def load_signature_defs(version_dir: Path) -> dict[str, Any]:
     raise ValidationFailed("saved_model.pb has no meta graph tagged 'serve'")
 
 
-def check_signature_defs(report: Report, defs: dict[str, Any], card: ModelCard) -> None:
+def check_signature_defs(report: Report, defs: dict[str, Any], size: int) -> None:
     """The gateway's readiness check, then the parts of the contract it does not look at."""
-    from gateway.backends.signatures import check_signatures
-
     missing = [name for name in SIGNATURES if name not in defs]
     if missing:
         raise ValidationFailed(f"missing signatures {missing} (have {sorted(defs)})")
-    try:
-        check_signatures(defs, card)
-    except ApiError as error:
-        report.fail(f"gateway signature check: {error.message}")
-    size = card.preprocess_config.size
-    image = [-1, size, size, 3]
-    # (signature, "inputs"/"outputs", key, dtype, dims with -1 = any)
-    contract = [
-        ("serving_default", "inputs", "image", "DT_UINT8", image),
-        ("serving_default", "outputs", "probabilities", "DT_FLOAT", [-1, 5]),
-        ("serving_default", "outputs", "grade", "DT_INT64", [-1]),
-        ("serving_default", "outputs", "referable_probability", "DT_FLOAT", [-1]),
-        ("explain", "inputs", "image", "DT_UINT8", image),
-        ("explain", "outputs", "probabilities", "DT_FLOAT", [-1, 5]),
-        ("explain", "outputs", "heatmap", "DT_FLOAT", [-1, -1, -1]),
-        ("model_card", "inputs", "unused", "DT_INT32", [-1]),
-        ("model_card", "outputs", "model_card", "DT_STRING", [-1]),
-    ]
-    for name, side, key, dtype, dims in contract:
-        info = getattr(defs[name], side).get(key)
-        _expect(report, f"{name} {side[:-1]} {key}", info, dtype, dims)
+    specs = from_signature_defs(defs, _dtype_name)
+    problem = readiness_problem(specs, size)
+    if problem is not None:
+        report.fail(f"gateway signature check: {problem}")
+    for problem in contract_problems(specs, size):
+        report.fail(problem)
     batching = static_problems(defs)
     for problem in batching:
         report.fail(f"batching: {problem}")
@@ -197,7 +186,7 @@ def check_warmup(report: Report, defs: dict[str, Any], configs: list[Any] | None
     import tensorflow as tf
     from tensorflow_serving.apis import prediction_log_pb2
 
-    path = report.version_dir / "assets.extra" / "tf_serving_warmup_requests"
+    path = report.version_dir / "assets.extra" / WARMUP_FILE
     if not path.is_file():
         report.fail(f"{path} is missing: the first requests after every load would be slow")
         return 0
@@ -233,7 +222,7 @@ def _check_warmup_record(report: Report, number: int, log: Any, defs: dict[str, 
         report.fail(f"warmup record {number}: {kind or 'empty'} log, expected predict_log")
         return
     request = log.predict_log.request
-    name = request.model_spec.signature_name or "serving_default"
+    name = request.model_spec.signature_name or SERVING_SIGNATURE
     signature = defs.get(name)
     if signature is None:
         report.fail(f"warmup record {number}: unknown signature {name!r}")
@@ -278,7 +267,7 @@ def reference_images(directory: Path | None) -> list[tuple[str, bytes]]:
 
 
 def check_predictions(
-    report: Report, card: ModelCard, images: list[tuple[str, bytes]]
+    report: Report, config: PreprocessConfig, images: list[tuple[str, bytes]]
 ) -> dict[str, Any]:
     """Load with TensorFlow and run every signature on the reference images."""
     import tensorflow as tf
@@ -291,14 +280,13 @@ def check_predictions(
     if len(functions) != len(SIGNATURES):
         raise ValidationFailed(f"loaded model lacks signatures {set(SIGNATURES) - set(functions)}")
 
-    served_card = functions["model_card"](unused=tf.zeros([1], tf.int32))["model_card"]
-    file_card = json.loads((report.version_dir / "assets.extra" / "model_card.json").read_text())
+    served_card = functions[CARD_SIGNATURE](**{CARD_INPUT: tf.zeros([1], tf.int32)})[CARD_OUTPUT]
+    file_card = json.loads((report.version_dir / CARD_PATH).read_text())
     if json.loads(np.asarray(served_card.numpy()).reshape(-1)[0].decode()) != file_card:
         report.fail("the model_card signature does not return assets.extra/model_card.json")
     else:
         report.ok("model_card signature")
 
-    config: PreprocessConfig = card.preprocess_config
     batch, names = [], []
     for name, data in images:
         try:
@@ -314,11 +302,11 @@ def check_predictions(
         report.fail(f"batching: {problem}")
     if not calls:
         report.ok("every signature at batch sizes 1 and 2")
-    outputs = _run(functions["serving_default"], "serving_default", pixels)
+    outputs = _run(functions[SERVING_SIGNATURE], SERVING_SIGNATURE, pixels)
     _check_outputs(report, outputs, len(batch))
-    explained = _run(functions["explain"], "explain", pixels[:1])
+    explained = _run(functions[EXPLAIN_SIGNATURE], EXPLAIN_SIGNATURE, pixels[:1])
     _check_explain(report, explained, outputs)
-    grades = [int(g) for g in np.asarray(outputs.get("grade", [])).reshape(-1)]
+    grades = [int(g) for g in np.asarray(outputs.get(GRADE, [])).reshape(-1)]
     return {"images": names, "grades": grades}
 
 
@@ -327,17 +315,18 @@ def _run(function: Any, name: str, pixels: Any) -> dict[str, Any]:
     import tensorflow as tf
 
     try:
-        return {key: value.numpy() for key, value in function(image=pixels).items()}
+        return {key: value.numpy() for key, value in function(**{IMAGE_INPUT: pixels}).items()}
     except (tf.errors.OpError, TypeError, ValueError) as error:
         first_line = str(error).strip().splitlines()[0][:300]
         raise ValidationFailed(f"{name} failed on uint8 reference images: {first_line}") from None
 
 
 def _check_outputs(report: Report, outputs: dict[str, Any], count: int) -> None:
-    probabilities = np.asarray(outputs.get("probabilities"), dtype=np.float64)
-    if probabilities.shape != (count, 5):
+    probabilities = np.asarray(outputs.get(PROBABILITIES), dtype=np.float64)
+    if probabilities.shape != (count, NUM_GRADES):
         report.fail(
-            f"serving_default probabilities have shape {probabilities.shape}, expected ({count}, 5)"
+            f"serving_default probabilities have shape {probabilities.shape}, "
+            f"expected ({count}, {NUM_GRADES})"
         )
         return
     if not np.all(np.isfinite(probabilities)) or probabilities.min() < 0 or probabilities.max() > 1:
@@ -345,29 +334,29 @@ def _check_outputs(report: Report, outputs: dict[str, Any], count: int) -> None:
     sums = probabilities.sum(axis=1)
     if np.any(np.abs(sums - 1.0) > TOLERANCE):
         report.fail(f"serving_default probabilities do not sum to 1: {np.round(sums, 4).tolist()}")
-    grades = np.asarray(outputs.get("grade")).reshape(-1)
+    grades = np.asarray(outputs.get(GRADE)).reshape(-1)
     if grades.shape != (count,):
         report.fail(f"serving_default grade has shape {grades.shape}, expected ({count},)")
-    elif np.any((grades < 0) | (grades > 4)):
+    elif np.any((grades < 0) | (grades >= NUM_GRADES)):
         report.fail(f"serving_default grades outside 0..4: {grades.tolist()}")
     elif np.any(grades != probabilities.argmax(axis=1)):
         report.fail("serving_default grade is not the argmax of probabilities")
-    referable = np.asarray(outputs.get("referable_probability"), dtype=np.float64).reshape(-1)
+    referable = np.asarray(outputs.get(REFERABLE_PROBABILITY), dtype=np.float64).reshape(-1)
     if referable.shape != (count,) or np.any(
-        np.abs(referable - probabilities[:, 2:].sum(axis=1)) > TOLERANCE
+        np.abs(referable - probabilities[:, REFERABLE_MIN_GRADE:].sum(axis=1)) > TOLERANCE
     ):
         report.fail("serving_default referable_probability is not P(grade >= 2)")
     report.ok(f"serving_default on {count} reference images")
 
 
 def _check_explain(report: Report, explained: dict[str, Any], outputs: dict[str, Any]) -> None:
-    heatmap = np.asarray(explained.get("heatmap"), dtype=np.float64)
+    heatmap = np.asarray(explained.get(HEATMAP), dtype=np.float64)
     if heatmap.ndim != 3 or heatmap.shape[0] != 1:
         report.fail(f"explain heatmap has shape {heatmap.shape}, expected (1, h, w)")
     elif not np.all(np.isfinite(heatmap)) or heatmap.min() < 0 or heatmap.max() > 1:
         report.fail("explain heatmap values are not all in [0, 1]")
-    probabilities = np.asarray(explained.get("probabilities"), dtype=np.float64)
-    reference = np.asarray(outputs.get("probabilities"), dtype=np.float64)[:1]
+    probabilities = np.asarray(explained.get(PROBABILITIES), dtype=np.float64)
+    reference = np.asarray(outputs.get(PROBABILITIES), dtype=np.float64)[:1]
     if probabilities.shape != reference.shape or np.any(
         np.abs(probabilities - reference) > TOLERANCE
     ):
@@ -386,16 +375,16 @@ def validate(
     summary: dict[str, Any] = {}
     try:
         version = check_layout(report, model_name)
-        card = check_card(report, version, model_name)
+        _, config = check_card(report, version, model_name)
         defs = load_signature_defs(version_dir)
-        check_signature_defs(report, defs, card)
+        check_signature_defs(report, defs, config.size)
         try:
             configs = load_configs(batching_configs) if batching_configs else load_configs()
         except (OSError, ValueError, BatchingError) as error:
             raise ValidationFailed(f"TF Serving batching config: {error}") from None
         summary["warmup_records"] = check_warmup(report, defs, configs)
-        summary.update(check_predictions(report, card, reference_images(reference_dir)))
-        summary.update(version=version, input_size=card.preprocess_config.size)
+        summary.update(check_predictions(report, config, reference_images(reference_dir)))
+        summary.update(version=version, input_size=config.size)
     except ValidationFailed as error:
         report.fail(str(error))
     return report, summary

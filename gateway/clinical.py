@@ -1,7 +1,8 @@
 """Clinical wording and referral rules (international DR severity scale, 0-4).
 
-Referable DR = grade >= 2 (moderate NPDR or worse). The texts are decision support for a
-clinician; local screening-programme protocols take precedence.
+Referable DR = grade >= ``REFERABLE_MIN_GRADE`` (2: moderate NPDR or worse; contract/grades.py).
+The texts are decision support for a clinician; local screening-programme protocols take
+precedence.
 """
 
 from __future__ import annotations
@@ -9,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from gateway.model_card import GRADE_NAMES
+from contract import grades
+from contract.grades import GRADE_NAMES, REFERABLE_MIN_GRADE
 
 Action = Literal[
     "rescreen_12_months", "refer_routine", "refer_soon", "refer_urgent", "retake_or_refer_in_person"
@@ -54,8 +56,8 @@ def grade_label(grade: int) -> str:
 
 
 def is_referable(grade: int, referable_probability: float, threshold: float) -> bool:
-    """Referable when the grade is >= 2 or P(grade >= 2) reaches the card's operating point."""
-    return grade >= 2 or referable_probability >= threshold
+    """Referable when the grade is referable or P(grade >= 2) reaches the card's operating point."""
+    return grades.is_referable(grade) or referable_probability >= threshold
 
 
 def action_for(grade: int, referable: bool) -> Action:
@@ -69,7 +71,7 @@ def action_for(grade: int, referable: bool) -> Action:
 def recommendation_for(grade: int, referable: bool) -> str:
     """Plain-language recommendation for a gradable image."""
     text = _RECOMMENDATION[grade]
-    if referable and grade < 2:
+    if referable and grade < REFERABLE_MIN_GRADE:
         text += (
             " However, the probability of referable disease is above the screening threshold: "
             "refer for an ophthalmologist's review (routine)."

@@ -1,34 +1,8 @@
-"""``assets.extra/model_card.json``: what the gateway reads beside the SavedModel.
+"""The model card ``build_card`` writes to ``assets.extra/model_card.json``.
 
-Schema (version 1; keys are stable, new keys may be added):
-
-```
-schema_version      1
-name, version       model name (TF Serving model) and integer version
-created             ISO-8601 UTC time of export
-input               {"name": "image", "dtype": "uint8", "shape": [null, S, S, 3]}
-input_size          S (= preprocess.size)
-preprocess          fundus PreprocessConfig.to_dict(): feed PreprocessConfig.from_dict(...) to
-                    fundus.load_and_preprocess so serving sees exactly the training pixels
-class_names         ["no DR", "mild", "moderate", "severe", "proliferative"] (index = grade)
-referable           {"min_grade": 2, "probability_threshold": t} — refer when
-                    referable_probability >= t
-referable_threshold t (same value, top level for convenience)
-decision            {"rule": "argmax"|"thresholds", "thresholds": [t1..t4]}: how `grade` was
-                    derived (thresholds: grade = #{t_k < sum_k k*p_k}, chosen on OOF for QWK)
-outputs             serving_default / explain output names, dtypes and shapes
-explain             {"method": "grad-cam", "heatmap_shape": [h, w], "layer": ...}
-clinical_use        false unless a clinically validated release says otherwise; the gateway
-                    adds clinical_use_note to every answer while it is false
-ensemble            {"folds": [...], "members": n, "tta": "none"|"hflip"|"flip4"}
-backbone, loss      e.g. "EfficientNetB3", "ce"
-metrics             {"oof": {...}, "test": {...}} headline numbers (acc, auc, qwk, macro_f1,
-                    referable sensitivity/specificity/auroc, ece) or null when not evaluated
-data_fingerprint    sha256 of the PreprocessConfig + (id, grade, source sha1) of training images
-data                counts (records, cv, test, excluded, per-grade)
-config              the run's resolved config
-framework           {"tensorflow": ..., "keras": ...}
-```
+The schema, its keys and its checks are the contract's (contract/model_card.py); the fixed
+blocks (input, outputs, class names, referable grade) come from contract/signatures.py and
+contract/grades.py.
 """
 
 from __future__ import annotations
@@ -36,32 +10,15 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from contract.grades import CLASS_NAMES, REFERABLE_MIN_GRADE
+from contract.model_card import CARD_FILE, SCHEMA_VERSION, check_export
+from contract.signatures import card_input, card_outputs
 from model.config import Config
-from model.metrics import REFERABLE_MIN_GRADE
 
-CLASS_NAMES = ["no DR", "mild", "moderate", "severe", "proliferative"]
-CARD_FILE = "model_card.json"
+__all__ = ["CARD_FILE", "CLINICAL_USE_NOTE", "build_card", "validate_card"]
+
 CLINICAL_USE_NOTE = (
     "Research/demo model: not validated for clinical use (see model_card.json metrics and data)."
-)
-REQUIRED_KEYS = (
-    "schema_version",
-    "name",
-    "version",
-    "created",
-    "input",
-    "input_size",
-    "preprocess",
-    "class_names",
-    "referable",
-    "referable_threshold",
-    "decision",
-    "outputs",
-    "explain",
-    "ensemble",
-    "metrics",
-    "data_fingerprint",
-    "config",
 )
 
 
@@ -76,41 +33,25 @@ def build_card(
     data_counts: dict[str, Any] | None,
     framework: dict[str, str],
 ) -> dict[str, Any]:
-    """The model card dict (see the module docstring for the schema)."""
+    """The model card dict (see contract/model_card.py for the schema)."""
     size = config.image_size
     e = config.eval
     return {
-        "schema_version": 1,
+        "schema_version": SCHEMA_VERSION,
         "name": config.export.model_name,
         "version": version,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "input": {"name": "image", "dtype": "uint8", "shape": [None, size, size, 3]},
+        "input": card_input(size),
         "input_size": size,
         "preprocess": config.preprocess_config.to_dict(),
-        "class_names": CLASS_NAMES,
+        "class_names": list(CLASS_NAMES),
         "referable": {
             "min_grade": REFERABLE_MIN_GRADE,
             "probability_threshold": e.referable_threshold,
         },
         "referable_threshold": e.referable_threshold,
         "decision": {"rule": e.decision, "thresholds": thresholds},
-        "outputs": {
-            "serving_default": {
-                "probabilities": {"dtype": "float32", "shape": [None, 5]},
-                "grade": {"dtype": "int64", "shape": [None]},
-                "referable_probability": {"dtype": "float32", "shape": [None]},
-            },
-            "explain": {
-                "probabilities": {"dtype": "float32", "shape": [None, 5]},
-                "grade": {"dtype": "int64", "shape": [None]},
-                "referable_probability": {"dtype": "float32", "shape": [None]},
-                "heatmap": {
-                    "dtype": "float32",
-                    "shape": [None, *heatmap_shape],
-                    "range": [0.0, 1.0],
-                },
-            },
-        },
+        "outputs": card_outputs(heatmap_shape),
         "explain": {
             "method": "grad-cam",
             "heatmap_shape": heatmap_shape,
@@ -132,10 +73,6 @@ def build_card(
 
 
 def validate_card(card: dict[str, Any]) -> None:
-    """Raise ValueError when a required key is missing or the input spec is inconsistent."""
-    missing = [k for k in REQUIRED_KEYS if k not in card]
-    if missing:
-        raise ValueError(f"model card misses {missing}")
-    size = card["preprocess"]["size"]
-    if card["input"]["shape"] != [None, size, size, 3] or card["input_size"] != size:
-        raise ValueError("model card input shape does not match preprocess.size")
+    """Raise ValueError when a required key is missing, the input spec is inconsistent or the
+    card is not a valid ``contract.model_card.ModelCard``."""
+    check_export(card)

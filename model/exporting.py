@@ -26,8 +26,24 @@ import keras
 import numpy as np
 from numpy.typing import NDArray
 
+from contract.grades import REFERABLE_MIN_GRADE
+from contract.model_card import CARD_FILE
+from contract.signature_checks import contract_problems, from_signature_defs
+from contract.signatures import (
+    CARD_INPUT,
+    CARD_OUTPUT,
+    CARD_SIGNATURE,
+    GRADE,
+    HEATMAP,
+    IMAGE_INPUT,
+    IMAGE_SIGNATURES,
+    PROBABILITIES,
+    REFERABLE_PROBABILITY,
+    SIGNATURES,
+    required_signatures,
+)
 from model.batches import predict_probs
-from model.card import CARD_FILE, build_card, validate_card
+from model.card import build_card, validate_card
 from model.config import Config
 from model.data import prepare_data
 from model.decision import DEFAULT_THRESHOLDS, predict_grade
@@ -40,9 +56,6 @@ from model.warmup import WARMUP_FILE, read_warmup, write_warmup
 
 log = logging.getLogger(__name__)
 TOLERANCE = 1e-4
-SIGNATURES = ("serving_default", "explain")  # the image signatures
-CARD_SIGNATURE = "model_card"
-WARMUP_SIGNATURES = (*SIGNATURES, CARD_SIGNATURE)  # every signature the gateway calls
 
 
 @dataclass
@@ -97,52 +110,43 @@ def verify_export(
 ) -> dict[str, Any]:
     """Reload and check the SavedModel against the Keras ensemble; raises AssertionError."""
     import tensorflow as tf
+    from tensorflow.core.framework import types_pb2
+    from tensorflow.core.protobuf import saved_model_pb2
 
     size = config.image_size
     loaded = tf.saved_model.load(str(path))
     found = sorted(loaded.signatures.keys())
-    assert set(SIGNATURES) <= set(found), f"signatures {found}"
+    assert set(IMAGE_SIGNATURES) <= set(found), f"signatures {found}"
     checks: dict[str, Any] = {"signatures": found, "images": len(images)}
-    for name in SIGNATURES:
-        fn = loaded.signatures[name]
-        _, inputs = fn.structured_input_signature
-        spec = inputs["image"]
-        assert spec.dtype == tf.uint8 and spec.shape.as_list() == [None, size, size, 3], (
-            f"{name} input {spec}"
-        )
-    outs = loaded.signatures["serving_default"].structured_outputs
-    assert outs["probabilities"].dtype == tf.float32 and outs["probabilities"].shape.as_list() == [
-        None,
-        5,
-    ]
-    assert outs["grade"].dtype == tf.int64 and outs["grade"].shape.as_list() == [None]
-    assert outs["referable_probability"].dtype == tf.float32
-    explain_outs = loaded.signatures["explain"].structured_outputs
-    assert explain_outs["heatmap"].dtype == tf.float32 and explain_outs["heatmap"].shape.rank == 3
+    proto = saved_model_pb2.SavedModel()
+    proto.ParseFromString((path / "saved_model.pb").read_bytes())
+    defs = proto.meta_graphs[0].signature_def
+    problems = contract_problems(from_signature_defs(defs, types_pb2.DataType.Name), size)
+    assert not problems, f"signatures break the contract: {problems}"
 
     batch = tf.constant(images)
-    served = {k: v.numpy() for k, v in loaded.signatures["serving_default"](image=batch).items()}
-    explained = {k: v.numpy() for k, v in loaded.signatures["explain"](image=batch).items()}
+    serve, explain = (loaded.signatures[name] for name in IMAGE_SIGNATURES)
+    served = {k: v.numpy() for k, v in serve(**{IMAGE_INPUT: batch}).items()}
+    explained = {k: v.numpy() for k, v in explain(**{IMAGE_INPUT: batch}).items()}
     e = config.eval
     reference = predict_probs(models, images, np.arange(len(images)), len(images), e.tta)
-    diff = float(np.abs(served["probabilities"] - reference).max())
+    diff = float(np.abs(served[PROBABILITIES] - reference).max())
     assert diff <= TOLERANCE, f"SavedModel vs Keras ensemble: max |diff| {diff} > {TOLERANCE}"
-    expected_grade = predict_grade(served["probabilities"], e.decision, thresholds)
-    assert np.array_equal(served["grade"], expected_grade), (
-        "grade does not follow the decision rule"
-    )
-    ref_diff = float(np.abs(served["referable_probability"] - reference[:, 2:].sum(1)).max())
+    expected_grade = predict_grade(served[PROBABILITIES], e.decision, thresholds)
+    assert np.array_equal(served[GRADE], expected_grade), "grade does not follow the decision rule"
+    referable = reference[:, REFERABLE_MIN_GRADE:].sum(1)
+    ref_diff = float(np.abs(served[REFERABLE_PROBABILITY] - referable).max())
     assert ref_diff <= TOLERANCE, f"referable_probability diff {ref_diff}"
-    explain_diff = float(np.abs(explained["probabilities"] - served["probabilities"]).max())
+    explain_diff = float(np.abs(explained[PROBABILITIES] - served[PROBABILITIES]).max())
     assert explain_diff <= TOLERANCE, f"explain vs serving probabilities diff {explain_diff}"
-    heatmap = explained["heatmap"]
+    heatmap = explained[HEATMAP]
     assert heatmap.dtype == np.float32 and heatmap.ndim == 3 and len(heatmap) == len(images)
     assert np.isfinite(heatmap).all() and heatmap.min() >= 0.0 and heatmap.max() <= 1.0
     checks.update(
         max_abs_diff_probabilities=diff,
         max_abs_diff_referable=ref_diff,
         max_abs_diff_explain_vs_serving=explain_diff,
-        grades=served["grade"].tolist(),
+        grades=served[GRADE].tolist(),
         heatmap_shape=list(heatmap.shape),
     )
 
@@ -161,34 +165,27 @@ def verify_export(
         check=True,
         timeout=300,
     )
-    for name in SIGNATURES:
+    for name in IMAGE_SIGNATURES:
         assert f"signature_def['{name}']" in cli.stdout, f"saved_model_cli does not list {name}"
-    checks["saved_model_cli"] = "lists " + ", ".join(SIGNATURES)
+    checks["saved_model_cli"] = "lists " + ", ".join(IMAGE_SIGNATURES)
 
-    from tensorflow.core.protobuf import saved_model_pb2
-
-    proto = saved_model_pb2.SavedModel()
-    proto.ParseFromString((path / "saved_model.pb").read_bytes())
-    defs = proto.meta_graphs[0].signature_def
-    problems = [p for name in WARMUP_SIGNATURES for p in signature_problems(name, defs[name])]
+    problems = [p for name in SIGNATURES for p in signature_problems(name, defs[name])]
     assert not problems, f"not servable with TF Serving batching: {problems}"
     checks["batching"] = "every signature has a shared batch dimension"
 
     logs = read_warmup(path / "assets.extra" / WARMUP_FILE)
     seen = set()
+    contract = required_signatures(size)
     for record in logs:
         request = record.predict_log.request  # type: ignore[attr-defined]
         name = request.model_spec.signature_name
-        key, dtype, tail = (
-            ("unused", tf.int32, [])
-            if name == CARD_SIGNATURE
-            else ("image", tf.uint8, [size, size, 3])
-        )
+        ((key, spec),) = contract[name].inputs.items()
         tensor = request.inputs[key]
         dims = [d.size for d in tensor.tensor_shape.dim]
-        assert tensor.dtype == dtype.as_datatype_enum and dims[1:] == tail, (name, dims)
+        dtype = tf.as_dtype(spec.dtype).as_datatype_enum
+        assert tensor.dtype == dtype and dims[1:] == list((spec.shape or ())[1:]), (name, dims)
         seen.add((name, dims[0]))
-    wanted = {(name, b) for name in WARMUP_SIGNATURES for b in warmup_batch_sizes}
+    wanted = {(name, b) for name in SIGNATURES for b in warmup_batch_sizes}
     assert seen == wanted and len(logs) == len(wanted), f"warmup covers {sorted(seen)}"
     checks["warmup_records"] = len(logs)
     checks["warmup_batch_sizes"] = list(warmup_batch_sizes)
@@ -196,8 +193,8 @@ def verify_export(
     card = json.loads(card_text)
     validate_card(card)
     for batch in (1, 2):
-        served = loaded.signatures[CARD_SIGNATURE](unused=tf.zeros([batch], tf.int32))
-        rows = [row.decode() for row in served["model_card"].numpy()]
+        served = loaded.signatures[CARD_SIGNATURE](**{CARD_INPUT: tf.zeros([batch], tf.int32)})
+        rows = [row.decode() for row in served[CARD_OUTPUT].numpy()]
         assert rows == [card_text] * batch, "model_card signature differs from the file"
     checks["model_card"] = "valid; the model_card signature returns the file"
     return checks
@@ -258,9 +255,7 @@ def export_run(run_dir: Path, overrides: list[str] | None = None) -> ExportResul
     # One place for the batch sizes: the TF Serving batching configs in k8s/, unless the
     # export config names them (export.warmup_batch_sizes).
     batch_sizes = list(x.warmup_batch_sizes or default_warmup_batch_sizes())
-    write_warmup(
-        extra / WARMUP_FILE, x.model_name, config.image_size, batch_sizes, WARMUP_SIGNATURES
-    )
+    write_warmup(extra / WARMUP_FILE, x.model_name, config.image_size, batch_sizes, SIGNATURES)
     staging.rename(final)
     log.info("exported %s (folds %s)", final, folds)
 

@@ -1,7 +1,8 @@
 """Evaluation metrics on numpy arrays (no Keras): grading, referable DR, calibration, CIs.
 
 Conventions: ``y`` int grades 0..4 [N]; ``probs`` float [N, 5] rows summing to 1; ``pred`` int [N].
-Referable DR = grade >= 2; its probability is ``probs[:, 2:].sum(1)``.
+Referable DR = grade >= ``REFERABLE_MIN_GRADE`` (contract/grades.py); its probability is
+``probs[:, REFERABLE_MIN_GRADE:].sum(1)``.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ import numpy as np
 from numpy.typing import NDArray
 from sklearn.metrics import f1_score, roc_auc_score, roc_curve
 
-NUM_CLASSES = 5
-REFERABLE_MIN_GRADE = 2
+from contract.grades import NUM_GRADES, REFERABLE_MIN_GRADE
+
+NUM_CLASSES = NUM_GRADES
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
 
@@ -59,7 +61,7 @@ def macro_ovr_auc(y: IntArray, probs: FloatArray) -> float:
 
 
 def referable_probability(probs: FloatArray) -> FloatArray:
-    """P(grade >= 2)."""
+    """P(grade >= REFERABLE_MIN_GRADE)."""
     out: FloatArray = np.asarray(probs, np.float64)[:, REFERABLE_MIN_GRADE:].sum(1)
     return out
 

@@ -15,9 +15,10 @@ import keras
 import numpy as np
 from keras import ops
 
+from contract.grades import NUM_GRADES
 from model.config import AugmentConfig, Config
 
-NUM_CLASSES = 5
+NUM_CLASSES = NUM_GRADES
 BACKBONE_LAYER = "backbone"
 HEAD_LAYERS = ("pool", "head_dropout", "probabilities")
 

@@ -11,7 +11,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-GRADE_NAMES = ("0 none", "1 mild", "2 moderate", "3 severe", "4 proliferative")
+from contract.grades import GRADES, REFERABLE_MIN_GRADE
+
+TICK_LABELS = tuple(f"{grade.number} {grade.class_name}" for grade in GRADES)
 
 
 def plot_confusion(matrix: list[list[int]], title: str, path: Path) -> None:
@@ -31,8 +33,8 @@ def plot_confusion(matrix: list[list[int]], title: str, path: Path) -> None:
                 color="white" if norm[i, j] > 0.5 else "black",
                 fontsize=9,
             )
-    ax.set_xticks(range(5), GRADE_NAMES, rotation=30, ha="right", fontsize=8)
-    ax.set_yticks(range(5), GRADE_NAMES, fontsize=8)
+    ax.set_xticks(range(len(GRADES)), TICK_LABELS, rotation=30, ha="right", fontsize=8)
+    ax.set_yticks(range(len(GRADES)), TICK_LABELS, fontsize=8)
     ax.set_xlabel("predicted grade")
     ax.set_ylabel("true grade")
     ax.set_title(title, fontsize=10)
@@ -43,7 +45,7 @@ def plot_confusion(matrix: list[list[int]], title: str, path: Path) -> None:
 
 
 def plot_roc(referable: dict[str, Any], title: str, path: Path) -> None:
-    """ROC curve of P(grade >= 2) with the AUROC and its CI."""
+    """ROC curve of P(referable grade) with the AUROC and its CI."""
     fig, ax = plt.subplots(figsize=(4.8, 4.5))
     roc, auc = referable["roc"], referable["auroc"]
     ax.plot(
@@ -94,6 +96,8 @@ def plot_all(metrics: dict[str, Any], split: str, out_dir: Path) -> list[Path]:
         out_dir / f"{split}_reliability.png",
     ]
     plot_confusion(metrics["confusion_matrix"], f"{split}: confusion (n={metrics['n']})", paths[0])
-    plot_roc(metrics["referable"], f"{split}: referable DR (grade >= 2)", paths[1])
+    plot_roc(
+        metrics["referable"], f"{split}: referable DR (grade >= {REFERABLE_MIN_GRADE})", paths[1]
+    )
     plot_reliability(metrics["reliability"], metrics["ece"], f"{split}: reliability", paths[2])
     return paths

@@ -1,6 +1,6 @@
 """The SavedModel graph: fold ensemble + TTA + decision rule + Grad-CAM, TF backend only.
 
-Signatures (DESIGN.md):
+Signatures (names, keys, dtypes and shapes: contract/signatures.py):
 - ``serving_default(image: uint8 [N,S,S,3])`` -> ``probabilities`` float32 [N,5], ``grade`` int64
   [N], ``referable_probability`` float32 [N] (= P(grade >= 2)).
 - ``explain(image)`` -> ``probabilities`` float32 [N,5] (same values as serving_default) and
@@ -25,8 +25,24 @@ from typing import Any
 import keras
 import numpy as np
 
+from contract.grades import REFERABLE_MIN_GRADE
+from contract.signatures import (
+    CARD_INPUT,
+    CARD_INPUT_SPEC,
+    CARD_OUTPUT,
+    CARD_SIGNATURE,
+    EXPLAIN_SIGNATURE,
+    GRADE,
+    HEATMAP,
+    HEATMAP_RANGE,
+    IMAGE_INPUT,
+    PROBABILITIES,
+    REFERABLE_PROBABILITY,
+    SERVING_SIGNATURE,
+    TensorSpec,
+    image_spec,
+)
 from model.decision import DEFAULT_THRESHOLDS
-from model.metrics import REFERABLE_MIN_GRADE
 from model.network import NUM_CLASSES, backbone_of, head_forward, tta_views
 
 
@@ -59,7 +75,11 @@ def save_serving_model(
     cut = tf.constant(list(thresholds or DEFAULT_THRESHOLDS), tf.float32)
     grades = tf.range(NUM_CLASSES, dtype=tf.float32)
     n_views = len(tta_views(np.zeros((1, 2, 2, 3), np.float32), tta))
-    spec = [tf.TensorSpec([None, size, size, 3], tf.uint8, name="image")]
+
+    def tf_spec(spec: TensorSpec, name: str) -> Any:
+        return tf.TensorSpec(spec.shape, tf.as_dtype(spec.dtype), name=name)
+
+    spec = [tf_spec(image_spec(size), IMAGE_INPUT)]
 
     def stacked_views(x: Any) -> Any:
         """All TTA views in one batch [V*N, S, S, 3] (one model call per fold)."""
@@ -78,9 +98,9 @@ def save_serving_model(
         x = stacked_views(tf.cast(image, tf.float32))
         p = tf.add_n([view_mean(model(x, training=False)) for model in models]) / float(len(models))
         return {
-            "probabilities": p,
-            "grade": grade_of(p),
-            "referable_probability": tf.reduce_sum(p[:, REFERABLE_MIN_GRADE:], axis=1),
+            PROBABILITIES: p,
+            GRADE: grade_of(p),
+            REFERABLE_PROBABILITY: tf.reduce_sum(p[:, REFERABLE_MIN_GRADE:], axis=1),
         }
 
     def explain(image: Any) -> dict[str, Any]:
@@ -105,26 +125,26 @@ def save_serving_model(
         cam = tf.add_n(cams) / float(len(cams))
         cam = cam / (tf.reduce_max(cam, axis=[1, 2], keepdims=True) + 1e-12)
         return {  # same probabilities/grade/referable as serving_default, plus the heatmap
-            "probabilities": p,
-            "grade": grade_of(p),
-            "referable_probability": tf.reduce_sum(p[:, REFERABLE_MIN_GRADE:], axis=1),
-            "heatmap": tf.clip_by_value(cam, 0.0, 1.0),
+            PROBABILITIES: p,
+            GRADE: grade_of(p),
+            REFERABLE_PROBABILITY: tf.reduce_sum(p[:, REFERABLE_MIN_GRADE:], axis=1),
+            HEATMAP: tf.clip_by_value(cam, *HEATMAP_RANGE),
         }
 
     def model_card(unused: Any) -> dict[str, Any]:
-        return {"model_card": tf.fill(tf.shape(unused)[:1], tf.constant(card_json))}
+        return {CARD_OUTPUT: tf.fill(tf.shape(unused)[:1], tf.constant(card_json))}
 
     module = tf.Module()
     module.model_variables = [v.value for model in models for v in model.weights]
     signatures = {
-        "serving_default": tf.function(
+        SERVING_SIGNATURE: tf.function(
             serve, input_signature=spec, autograph=False
         ).get_concrete_function(),
-        "explain": tf.function(
+        EXPLAIN_SIGNATURE: tf.function(
             explain, input_signature=spec, autograph=False
         ).get_concrete_function(),
-        "model_card": tf.function(
-            model_card, input_signature=[tf.TensorSpec([None], tf.int32, name="unused")]
+        CARD_SIGNATURE: tf.function(
+            model_card, input_signature=[tf_spec(CARD_INPUT_SPEC, CARD_INPUT)]
         ).get_concrete_function(),
     }
     options = tf.saved_model.SaveOptions(experimental_custom_gradients=False)

@@ -19,9 +19,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from contract.signatures import CARD_INPUT, CARD_SIGNATURE, IMAGE_INPUT
+
 WARMUP_FILE = "tf_serving_warmup_requests"
 MAX_WARMUP_RECORDS = 1000  # TF Serving reads at most this many (saved_model_warmup_util)
-CARD_SIGNATURE = "model_card"
 _FILL_PIXEL = 128  # mid grey: finite activations, a non-trivial Grad-CAM
 
 
@@ -49,10 +50,10 @@ def warmup_requests(
                 model_spec=model_pb2.ModelSpec(name=model_name, signature_name=signature)
             )
             if signature == CARD_SIGNATURE:
-                request.inputs["unused"].CopyFrom(_filled(types_pb2.DT_INT32, [batch], 0))
+                request.inputs[CARD_INPUT].CopyFrom(_filled(types_pb2.DT_INT32, [batch], 0))
             else:
                 tensor = _filled(types_pb2.DT_UINT8, [batch, size, size, 3], _FILL_PIXEL)
-                request.inputs["image"].CopyFrom(tensor)
+                request.inputs[IMAGE_INPUT].CopyFrom(tensor)
             logs.append(
                 prediction_log_pb2.PredictionLog(
                     predict_log=prediction_log_pb2.PredictLog(request=request)

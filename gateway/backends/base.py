@@ -8,11 +8,18 @@ from typing import Protocol
 import numpy as np
 from numpy.typing import NDArray
 
+from contract.signatures import CARD_SIGNATURE, EXPLAIN_SIGNATURE, SERVING_SIGNATURE
 from gateway.model_card import ModelCard
 
-SERVING_SIGNATURE = "serving_default"
-EXPLAIN_SIGNATURE = "explain"
-CARD_SIGNATURE = "model_card"
+__all__ = [  # the signature names are the contract's, re-exported for the backends
+    "CARD_SIGNATURE",
+    "EXPLAIN_SIGNATURE",
+    "SERVING_SIGNATURE",
+    "ModelBackend",
+    "ModelSelector",
+    "Prediction",
+    "ServedModel",
+]
 
 
 @dataclass(frozen=True)
