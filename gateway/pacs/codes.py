@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from contract.grades import GRADES
 from fundus.quality import BLURRED, LOW_RESOLUTION, NO_FUNDUS_DISC, OVEREXPOSED, TOO_DARK
 from gateway.clinical import Action
 
@@ -70,20 +71,24 @@ UNGRADABLE_REASON = _drg("UNGRADABLE-RSN", "Reason the image is ungradable")
 NEXT_STEP = _drg("NEXT-STEP", "Recommended next step")
 
 GRADE_PROBABILITIES: tuple[Code, ...] = tuple(
-    _drg(f"P-ICDR-{grade}", f"Probability of international clinical DR grade {grade}")
-    for grade in range(5)
+    _drg(f"P-ICDR-{grade.number}", f"Probability of international clinical DR grade {grade.number}")
+    for grade in GRADES
 )
 """One NUM per class of the model's output."""
 
+_SEVERITY_CODES = (  # index = grade number
+    _drg("ICDR-0", "No apparent diabetic retinopathy"),
+    Code("312903003", "SCT", "Mild nonproliferative diabetic retinopathy"),
+    Code("312904009", "SCT", "Moderate nonproliferative diabetic retinopathy"),
+    Code("312905005", "SCT", "Severe nonproliferative diabetic retinopathy"),
+    Code("59276001", "SCT", "Proliferative diabetic retinopathy"),
+)
 SEVERITY: dict[int, Code] = {
-    0: _drg("ICDR-0", "No apparent diabetic retinopathy"),
-    1: Code("312903003", "SCT", "Mild nonproliferative diabetic retinopathy"),
-    2: Code("312904009", "SCT", "Moderate nonproliferative diabetic retinopathy"),
-    3: Code("312905005", "SCT", "Severe nonproliferative diabetic retinopathy"),
-    4: Code("59276001", "SCT", "Proliferative diabetic retinopathy"),
+    grade.number: code for grade, code in zip(GRADES, _SEVERITY_CODES, strict=True)
 }
-"""International clinical DR severity scale (Wilkinson et al., Ophthalmology 2003): SNOMED CT
-disorders for grades 1-4; grade 0 has no SNOMED CT disorder, hence a private code."""
+"""The grades of contract/grades.py (international clinical DR severity scale, Wilkinson et
+al., Ophthalmology 2003): SNOMED CT disorders for grades 1-4; grade 0 has no SNOMED CT
+disorder, hence a private code."""
 
 QUALITY_REASONS: dict[str, Code] = {
     NO_FUNDUS_DISC: _drg("Q-NO-DISC", "No fundus disc found"),
