@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
+from numpy.typing import NDArray
 
 from fundus.budget import admit
 from fundus.config import DecodeLimits
@@ -21,6 +22,7 @@ from fundus.quality import ANALYSIS_SIZE
 from fundus.types import Laterality, Preprocessed
 from gateway import clinical
 from gateway.backends.base import ModelBackend, ModelSelector, Prediction, ServedModel
+from gateway.backends.retry import RetryPolicy
 from gateway.errors import ApiError, from_fundus
 from gateway.heatmap import overlay_base64
 from gateway.limits import InferenceLimiter
@@ -95,6 +97,7 @@ class GradingService:
             max_pixels=settings.max_image_pixels,
             max_decoded_bytes=settings.max_decoded_bytes,
         )
+        self._retry = RetryPolicy.from_settings(settings)
         self._resolved: dict[ModelSelector, tuple[float, ServedModel]] = {}
         self._ready: tuple[float, ServedModel] | None = None
 
@@ -159,27 +162,37 @@ class GradingService:
             if gradable:
                 started = time.perf_counter()
                 batch = np.stack([eye.preprocessed.image for eye in gradable])
-                try:
-                    prediction = await self.backend.predict(
-                        batch, served, explain, self._call_timeout(deadline)
-                    )
-                except ApiError as error:
-                    if error.code != "model_unavailable":
-                        raise
-                    # The pinned version went away (a rollout): re-resolve and start over once.
-                    self._resolved.pop(selector, None)
-                    newer = await self.resolve(selector, self._call_timeout(deadline), fresh=True)
-                    if newer.card.preprocess_config != served.card.preprocess_config:
-                        raise ApiError(
-                            "model_unavailable", "the model changed during the request; retry"
-                        ) from None
-                    served = newer
-                    prediction = await self.backend.predict(
-                        batch, served, explain, self._call_timeout(deadline)
-                    )
+                served, prediction = await self._predict(batch, selector, served, explain, deadline)
                 inference_ms = (time.perf_counter() - started) * 1000
                 self._apply(prediction, gradable, served, explain)
         return GradingOutcome(served, eyes, preprocess_ms, inference_ms)
+
+    async def _predict(
+        self,
+        batch: NDArray[np.uint8],
+        selector: ModelSelector,
+        served: ServedModel,
+        explain: bool,
+        deadline: float,
+    ) -> tuple[ServedModel, Prediction]:
+        """Predict on ``served``; re-resolve when its version went away, as the policy says."""
+        reresolved = 0
+        while True:
+            try:
+                prediction = await self.backend.predict(
+                    batch, served, explain, self._call_timeout(deadline)
+                )
+                return served, prediction
+            except ApiError as error:
+                if not self._retry.reresolve(error.code, reresolved):
+                    raise
+            reresolved += 1
+            # The pinned version went away (a reload or rollout): find the one served now.
+            self._resolved.pop(selector, None)
+            newer = await self.resolve(selector, self._call_timeout(deadline), fresh=True)
+            if newer.card.preprocess_config != served.card.preprocess_config:
+                raise ApiError("model_unavailable", "the model changed during the request; retry")
+            served = newer
 
     def _call_timeout(self, deadline: float) -> float:
         """Per-call deadline: the backend timeout, never beyond the request deadline."""

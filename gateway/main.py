@@ -15,9 +15,10 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway.api.routes import dicomweb, docs, exams, grade, health, metrics, results, ui
+from gateway.api.routes import dicomweb, docs, exams, grade, health, metrics, results, scale, ui
 from gateway.auth import ApiKeyStore
 from gateway.backends.base import ModelBackend
+from gateway.backends.retry import RetryPolicy
 from gateway.errors import ApiError
 from gateway.grading import GradingService
 from gateway.limits import BodySizeLimitMiddleware
@@ -48,11 +49,7 @@ def build_backend(settings: Settings, metrics: GatewayMetrics) -> ModelBackend:
     from gateway.backends.tfserving import TFServingBackend
 
     return TFServingBackend(
-        settings.tfserving_target,
-        settings.model_name,
-        metrics,
-        settings.backend_retry_attempts,
-        settings.backend_retry_backoff_s,
+        settings.tfserving_target, settings.model_name, metrics, RetryPolicy.from_settings(settings)
     )
 
 
@@ -218,6 +215,7 @@ def create_app(settings: Settings) -> FastAPI:
         metrics.router,
         dicomweb.router,
         results.router,
+        scale.router,
         ui.router,
         *((docs.router,) if settings.docs_served else ()),
     ):

@@ -56,6 +56,8 @@ class Settings(BaseSettings):
     max_queued_inferences: int = Field(32, ge=0)
     request_timeout_s: float = Field(30.0, gt=0)
     backend_timeout_s: float = Field(10.0, gt=0)
+    # Tries per backend call on gRPC UNAVAILABLE, and the first pause: RetryPolicy
+    # (gateway/backends/retry.py) documents the whole policy.
     backend_retry_attempts: int = Field(3, ge=1, le=10)
     backend_retry_backoff_s: float = Field(0.05, ge=0)
     readiness_cache_s: float = Field(2.0, ge=0)

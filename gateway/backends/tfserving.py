@@ -1,10 +1,8 @@
 """TensorFlow Serving over gRPC: one grpc.aio channel per process, a deadline on every call,
-retries only on UNAVAILABLE with jittered exponential backoff inside the deadline."""
+retried as ``gateway/backends/retry.py`` says (UNAVAILABLE only, inside the deadline)."""
 
 from __future__ import annotations
 
-import asyncio
-import random
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -21,6 +19,7 @@ from gateway.backends.base import (
     Prediction,
     ServedModel,
 )
+from gateway.backends.retry import RetryPolicy
 from gateway.backends.signatures import (
     check_card_signature,
     check_signatures,
@@ -53,14 +52,12 @@ class TFServingBackend:
         target: str,
         model_name: str,
         metrics: GatewayMetrics,
-        retry_attempts: int = 3,
-        retry_backoff_s: float = 0.05,
+        retry: RetryPolicy | None = None,
     ) -> None:
         self._target = target
         self._model_name = model_name
         self._metrics = metrics
-        self._attempts = retry_attempts
-        self._backoff = retry_backoff_s
+        self._retry = retry or RetryPolicy()
         self._channel: grpc.aio.Channel | None = None
         self._predict_stub: Any = None
         self._model_stub: Any = None
@@ -76,7 +73,7 @@ class TFServingBackend:
                 ("grpc.keepalive_time_ms", 30_000),
                 # Spread calls over every address of a headless Service (dns:///host:port).
                 ("grpc.lb_policy_name", "round_robin"),
-                ("grpc.enable_retries", 0),  # retries are ours: UNAVAILABLE only, in deadline
+                ("grpc.enable_retries", 0),  # retries are ours: RetryPolicy, in the deadline
                 # Reconnect to a restarted model server within about a second. gRPC's default
                 # backoff grows to 120 s and TF Serving listens only once its models are loaded:
                 # without this, after a 75 s outage the gateway still answered 503 10 s after
@@ -100,34 +97,26 @@ class TFServingBackend:
         request: Any,
         timeout_s: float,
     ) -> ResponseT:
-        """One RPC with deadline, metrics and UNAVAILABLE-only retries."""
+        """One RPC with deadline and metrics (per try), retried as the policy says."""
         if self._channel is None:
             raise ApiError("not_ready", "the gateway is not started")
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout_s
-        attempt = 0
-        while True:
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                raise ApiError("backend_timeout", f"{call}: no time left for the model server")
+
+        async def send(remaining_s: float) -> ResponseT:
             started = time.perf_counter()
             try:
-                response = await method(request, timeout=remaining)
+                return await method(request, timeout=remaining_s)
             except grpc.aio.AioRpcError as error:
-                code = error.code()
-                self._metrics.backend_errors.labels(call=call, grpc_code=code.name).inc()
-                attempt += 1
-                if code == grpc.StatusCode.UNAVAILABLE and attempt < self._attempts:
-                    pause = self._backoff * (2 ** (attempt - 1)) * random.uniform(0.5, 1.5)
-                    if loop.time() + pause < deadline:
-                        await asyncio.sleep(pause)
-                        continue
-                raise from_grpc(code, error.details() or "") from None
+                self._metrics.backend_errors.labels(call=call, grpc_code=error.code().name).inc()
+                raise
             finally:
                 self._metrics.backend_duration.labels(call=call).observe(
                     time.perf_counter() - started
                 )
-            return response
+
+        try:
+            return await self._retry.call(send, timeout_s, call)
+        except grpc.aio.AioRpcError as error:
+            raise from_grpc(error.code(), error.details() or "") from None
 
     def _spec(
         self, selector: ModelSelector, signature: str = SERVING_SIGNATURE
