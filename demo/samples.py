@@ -1,4 +1,5 @@
-"""Preprocessing demo: run the sample photographs through fundus/ and print the verdicts.
+"""The demo's sample images; ``python -m demo.samples`` runs them through fundus/ preprocessing
+and prints the verdicts.
 
 Uses the real EyePACS samples and DICOM fixtures from ../shared when present, else synthetic
 fundus photographs. Writes the 512 px model inputs to artifacts/demo/.

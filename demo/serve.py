@@ -2,9 +2,10 @@
 
     python -m demo --model-dir export [--port 8080]
 
-Starts ``python -m gateway`` (local backend, authentication off, 127.0.0.1 only), waits until
-it is ready, grades the sample photographs (the real EyePACS/DICOM fixtures in ../shared when
-present, else synthetic ones), prints a table, then keeps serving until Ctrl-C.
+Starts ``python -m gateway`` (through ``demo.quiet_gateway``, which keeps TensorFlow's start-up
+logs off the screen; local backend, authentication off, 127.0.0.1 only), waits until it is ready,
+grades the sample photographs (the real EyePACS/DICOM fixtures in ../shared when present, else
+synthetic ones), prints a table, then keeps serving until Ctrl-C.
 """
 
 from __future__ import annotations
@@ -18,12 +19,13 @@ from pathlib import Path
 
 import httpx
 
+from demo.quiet import quiet_environ
 from demo.samples import DEFAULT_SHARED, sample_inputs
 
 
 def start_gateway(model_dir: Path, port: int) -> subprocess.Popen[bytes]:
-    """The gateway process, local backend, demo settings."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DRG_")}
+    """The gateway process, local backend, demo settings, TensorFlow's start-up logs off."""
+    env = quiet_environ({k: v for k, v in os.environ.items() if not k.startswith("DRG_")})
     env.update(
         DRG_BACKEND="local",
         DRG_MODEL_DIR=str(model_dir),
@@ -33,7 +35,7 @@ def start_gateway(model_dir: Path, port: int) -> subprocess.Popen[bytes]:
         DRG_PORT=str(port),
         DRG_LOG_LEVEL="WARNING",
     )
-    return subprocess.Popen([sys.executable, "-m", "gateway"], env=env)
+    return subprocess.Popen([sys.executable, "-m", "demo.quiet_gateway"], env=env)
 
 
 def wait_ready(

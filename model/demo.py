@@ -19,9 +19,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from model.config import load_config
-from model.exporting import export_run
-from model.training import run_training, setup_logging
+from demo.quiet import quiet_tensorflow
 
 DEMO_CONFIG = Path(__file__).resolve().parent / "configs" / "demo.yaml"
 SHARED_NPZ = (
@@ -48,6 +46,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if existing is not None:
         print(f"demo model present: {existing} (delete it to rebuild)")
         return 0
+    quiet_tensorflow()  # before TensorFlow loads: the demo shows progress, not start-up logs
+    # Imported here so that an existing export is found without loading TensorFlow.
+    from model.config import load_config
+    from model.exporting import export_run
+    from model.training import run_training, setup_logging
+
     setup_logging()
     npz = args.npz or (SHARED_NPZ if SHARED_NPZ.exists() else None)
     if npz is not None and npz.exists():
