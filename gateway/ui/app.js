@@ -11,6 +11,9 @@
 // threshold, centred square) into a canvas and stacks that PNG on top; the opacity slider sets
 // the PNG's opacity (0 % = the photograph alone, 100 % = exactly the gateway's picture). When
 // the browser cannot show the file (DICOM, TIFF) the PNG is shown alone and the slider is off.
+//
+// Grade names come from the gateway (GET /v1/grading-scale, contract/grades.py), never from a
+// copy here; should that answer be missing, grades show as numbers only.
 "use strict";
 
 (() => {
@@ -19,14 +22,6 @@
   const CLIENT_TIMEOUT_MS = 90000;
   const PREVIEW_SIDE = 512;
   const CROP_THRESHOLD = 10; // fundus PreprocessConfig.crop_threshold default
-  const GRADE_NAMES = [
-    "No DR",
-    "Mild non-proliferative DR",
-    "Moderate non-proliferative DR",
-    "Severe non-proliferative DR",
-    "Proliferative DR",
-  ];
-  const GRADE_SHORT = ["No DR", "Mild NPDR", "Moderate NPDR", "Severe NPDR", "PDR"];
   const ACTION_TEXT = {
     rescreen_12_months: "Rescreen in 12 months",
     refer_routine: "Refer to an ophthalmologist (routine)",
@@ -90,6 +85,8 @@
   const SUPPORT = new Set(["model_mismatch", "backend_rejected_input", "backend_error", "internal_error"]);
 
   const state = {
+    scale: null, // the gateway's GET /v1/grading-scale answer
+    scaleLoading: null,
     files: { right: null, left: null },
     generation: { right: 0, left: 0 },
     preview: { right: false, left: false },
@@ -111,6 +108,37 @@
   function formatSize(bytes) {
     if (bytes >= 1024 * 1024) return `${(bytes / (1024 * 1024)).toFixed(1)} MB`;
     return `${Math.max(1, Math.round(bytes / 1024))} kB`;
+  }
+
+  // ---------------------------------------------------------------- grading scale
+
+  async function fetchScale() {
+    try {
+      const response = await fetch("/v1/grading-scale", {
+        headers: { Accept: "application/json" },
+      });
+      const body = await response.json().catch(() => null);
+      if (response.ok && body && Array.isArray(body.grades)) state.scale = body;
+    } catch {
+      // Unreachable gateway: grades show as numbers; the next grading asks again.
+    }
+  }
+
+  function loadScale() {
+    if (state.scale) return Promise.resolve();
+    if (!state.scaleLoading) {
+      state.scaleLoading = fetchScale().finally(() => {
+        state.scaleLoading = null;
+      });
+    }
+    return state.scaleLoading;
+  }
+
+  const scaleGrade = (grade) => (state.scale && state.scale.grades[grade]) || null;
+
+  function gradeName(grade) {
+    const entry = scaleGrade(grade);
+    return entry ? String(entry.name) : "";
   }
 
   // ---------------------------------------------------------------- API key (session only)
@@ -355,18 +383,24 @@
   function renderProbabilities(eye, result) {
     const list = field(eye, "probs");
     list.replaceChildren();
-    for (let grade = 0; grade < GRADE_NAMES.length; grade += 1) {
+    const count = state.scale
+      ? state.scale.grades.length
+      : Object.keys(result.probabilities).length;
+    for (let grade = 0; grade < count; grade += 1) {
       const p = Number(result.probabilities[String(grade)] || 0);
       const item = document.createElement("li");
       item.dataset.grade = String(grade);
       if (grade === result.grade) item.classList.add("predicted");
       const name = document.createElement("span");
       name.className = "prob-name";
-      name.textContent = `${grade} · `;
-      const short = document.createElement("abbr");
-      short.title = GRADE_NAMES[grade];
-      short.textContent = GRADE_SHORT[grade];
-      name.append(short);
+      const entry = scaleGrade(grade);
+      name.textContent = entry ? `${grade} · ` : String(grade);
+      if (entry) {
+        const short = document.createElement("abbr");
+        short.title = String(entry.name);
+        short.textContent = String(entry.short_name);
+        name.append(short);
+      }
       const bar = document.createElement("span");
       bar.className = "bar";
       bar.setAttribute("aria-hidden", "true");
@@ -445,7 +479,7 @@
     field(eye, "probs-title").hidden = !graded || !result.probabilities;
     if (graded) {
       setText(field(eye, "grade"), String(result.grade));
-      setText(field(eye, "grade-label"), result.grade_label || GRADE_NAMES[result.grade] || "");
+      setText(field(eye, "grade-label"), result.grade_label || gradeName(result.grade));
       const referable = field(eye, "referable");
       const chance =
         typeof result.referable_probability === "number"
@@ -495,7 +529,9 @@
       byId("patient-worst"),
       patient.worst_grade === null || patient.worst_grade === undefined
         ? "–"
-        : `${patient.worst_grade} (${GRADE_NAMES[patient.worst_grade]})`
+        : gradeName(patient.worst_grade)
+          ? `${patient.worst_grade} (${gradeName(patient.worst_grade)})`
+          : String(patient.worst_grade)
     );
   }
 
@@ -667,6 +703,7 @@
     } finally {
       clearTimeout(timeout);
     }
+    await loadScale(); // the names for the results (normally loaded at start)
     setBusy(false);
     if (key && response.status !== 401 && response.status !== 403) storeKey(key); // accepted
     if (key && response.status === 401) storeKey(""); // a rejected key is not kept
@@ -758,6 +795,7 @@
       keyInput.focus();
     });
     document.body.dataset.ready = "true";
+    loadScale();
     refreshService();
   }
 

@@ -273,6 +273,15 @@ def assert_eye_matches(page: Page, eye: str, expected: dict[str, Any]) -> None:
     assert predicted.get_attribute("data-grade") == str(expected["grade"])
 
 
+def shown_grade_names(page: Page, eye: str) -> list[tuple[str, str]]:
+    """(short name, full name in the tooltip) of each probability bar, grade 0 first."""
+    names = page.page.locator(f"#eye-{eye} .probs abbr")
+    return [
+        (names.nth(i).inner_text().strip(), names.nth(i).get_attribute("title") or "")
+        for i in range(names.count())
+    ]
+
+
 # ------------------------------------------------------------------------------- tests
 
 
@@ -313,6 +322,9 @@ def test_exam_page_shows_what_the_api_answers(
     )
     for eye in ("left", "right"):
         assert_eye_matches(page, eye, expected[eye])
+    scale = httpx.get(gateway.url + "/v1/grading-scale").json()
+    names = [(grade["short_name"], grade["name"]) for grade in scale["grades"]]
+    assert shown_grade_names(page, "right") == names
     patient = expected["patient"]
     assert page.page.locator("#patient-action").get_attribute("data-action") == patient["action"]
     assert page.text("#patient-summary") == patient["summary"]
@@ -349,6 +361,29 @@ def test_exam_page_shows_what_the_api_answers(
     ), "horizontal scrolling on a tablet"
     page.shot("exam-tablet")
     page.close()
+
+
+def test_grade_names_come_from_the_served_scale(
+    browser: Any, demo: GatewayProcess, images: dict[str, Path]
+) -> None:
+    """The page has no copy of the names: a different scale answer shows different names."""
+    scale = httpx.get(demo.url + "/v1/grading-scale").json()
+    for grade in scale["grades"]:
+        grade["name"], grade["short_name"] = f"Name {grade['grade']}", f"G{grade['grade']}"
+    browser.route("**/v1/grading-scale", lambda route: route.fulfill(json=scale))
+    try:
+        page = Page(browser, demo.url)
+        page.page.set_input_files("#file-right", str(images["right.jpg"]))
+        page.page.set_input_files("#file-left", str(images["left.png"]))
+        page.grade_ok()
+        assert f"{demo.url}/v1/grading-scale" in page.requests
+        expected = [(f"G{n}", f"Name {n}") for n in range(len(scale["grades"]))]
+        assert shown_grade_names(page, "left") == expected
+        worst = page.text("#patient-worst")
+        assert re.fullmatch(r"(\d) \(Name \1\)", worst), worst
+        page.close()
+    finally:
+        browser.unroute("**/v1/grading-scale")
 
 
 def test_ungradable_corrupt_and_single_eye(

@@ -156,3 +156,39 @@ def test_script_parses() -> None:
         ["node", "--check", str(UI_DIR / "app.js")], capture_output=True, text=True, check=False
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_the_grading_scale_is_served_as_json_without_a_key(tmp_path: Path) -> None:
+    from contract.grades import GRADES, REFERABLE_MIN_GRADE
+    from gateway.auth import hash_key
+
+    keys = tmp_path / "api_keys"
+    keys.write_text(f"someone {hash_key('a-key')} grade\n")
+    app = create_app(Settings(backend="local", model_dir=Path("/none"), api_keys_file=keys))
+    client = TestClient(app)
+    assert client.get("/v1/results/1.2.3").json()["error"]["code"] == "unauthorized"  # keys on
+    response = client.get("/v1/grading-scale")  # no key: the page loads it before any sign-in
+    assert response.status_code == 200
+    assert response.json() == {
+        "grades": [
+            {
+                "grade": g.number,
+                "name": g.name,
+                "short_name": g.short_name,
+                "referable": g.number >= REFERABLE_MIN_GRADE,
+            }
+            for g in GRADES
+        ],
+        "referable_min_grade": REFERABLE_MIN_GRADE,
+    }
+    assert "/v1/grading-scale" in app.openapi()["paths"]
+
+
+def test_the_script_names_grades_from_the_served_scale_only() -> None:
+    from contract.grades import GRADES
+
+    assert '"/v1/grading-scale"' in SCRIPT
+    for grade in GRADES:  # no copy of the names in the page
+        for name in {grade.name, grade.short_name} - {"No DR"}:
+            assert name not in SCRIPT, name
+    assert '"No DR"' not in SCRIPT
