@@ -262,7 +262,7 @@ def reference_images(directory: Path | None) -> list[tuple[str, bytes]]:
 
     return [
         (f"synthetic-grade{grade}.jpg", encode_jpeg(synthesize_fundus(grade, seed=100 + grade)))
-        for grade in range(5)
+        for grade in range(NUM_GRADES)
     ]
 
 
@@ -345,7 +345,9 @@ def _check_outputs(report: Report, outputs: dict[str, Any], count: int) -> None:
     if referable.shape != (count,) or np.any(
         np.abs(referable - probabilities[:, REFERABLE_MIN_GRADE:].sum(axis=1)) > TOLERANCE
     ):
-        report.fail("serving_default referable_probability is not P(grade >= 2)")
+        report.fail(
+            f"serving_default referable_probability is not P(grade >= {REFERABLE_MIN_GRADE})"
+        )
     report.ok(f"serving_default on {count} reference images")
 
 

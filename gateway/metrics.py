@@ -17,6 +17,8 @@ from prometheus_client import (
     ProcessCollector,
 )
 
+from contract.grades import NUM_GRADES, REFERABLE_MIN_GRADE
+
 # p99 latency SLO per grading route, in seconds: 1.5 x (its own TF Serving batch + one full
 # batch ahead) of the measured 5-fold B3 ensemble on a 4-CPU TF Serving pod (bench/sizing.py,
 # `python -m bench.tfserving_sizing`); an exam is two images. The alert rules
@@ -108,7 +110,7 @@ class GatewayMetrics:
         )
         self.referable_probability = Histogram(
             "drg_referable_probability",
-            "P(grade >= 2) per graded image.",
+            f"P(grade >= {REFERABLE_MIN_GRADE}) per graded image.",
             buckets=CONFIDENCE_BUCKETS,
             registry=r,
         )
@@ -149,7 +151,7 @@ class GatewayMetrics:
             self.pacs_instances.labels(outcome=outcome)
         for result in ("delivered", "refused", "unavailable"):
             self.pacs_deliveries.labels(result=result)
-        for grade in range(5):
+        for grade in range(NUM_GRADES):
             self.predictions.labels(grade=str(grade))
 
     def set_model(self, name: str, version: int) -> None:

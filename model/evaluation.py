@@ -23,7 +23,7 @@ from model.data import prepare_data
 from model.decision import expected_grade, optimise_thresholds, predict_grade
 from model.ensemble import load_fold_models, load_run_config
 from model.folds import read_folds
-from model.metrics import grading_metrics, quadratic_weighted_kappa
+from model.metrics import NUM_CLASSES, grading_metrics, quadratic_weighted_kappa
 from model.plots import plot_all
 
 log = logging.getLogger(__name__)
@@ -35,9 +35,9 @@ def read_probs_csv(path: Path) -> tuple[list[str], NDArray[np.int64], NDArray[np
         rows = list(csv.DictReader(f))
     ids = [r["id"] for r in rows]
     grades = np.array([int(r["grade"]) for r in rows], np.int64)
-    probs = np.array([[float(r[f"p{g}"]) for g in range(5)] for r in rows], np.float64).reshape(
-        -1, 5
-    )
+    probs = np.array(
+        [[float(r[f"p{g}"]) for g in range(NUM_CLASSES)] for r in rows], np.float64
+    ).reshape(-1, NUM_CLASSES)
     return ids, grades, probs
 
 
@@ -52,7 +52,7 @@ def recompute_predictions(
     n_splits = config.folds.n_splits
     models = load_fold_models(config, run_dir, list(range(n_splits)))
     e = config.eval
-    oof = np.zeros((len(ids), 5), np.float64)
+    oof = np.zeros((len(ids), NUM_CLASSES), np.float64)
     for k, model in enumerate(models):
         mask = folds == k
         oof[mask] = predict_probs([model], data.images, data.cv_rows[mask], e.batch_size, e.tta)

@@ -24,6 +24,7 @@ from typing import Literal, Protocol
 
 import numpy as np
 
+from contract.grades import NUM_GRADES
 from fundus.types import RGBImage
 from model.config import DataConfig
 
@@ -136,7 +137,7 @@ class FolderSource:
 
     def _scan(self, root: Path, split: Split) -> list[Record]:
         records = []
-        for grade in range(5):
+        for grade in range(NUM_GRADES):
             grade_dir = root / str(grade)
             if not grade_dir.is_dir():
                 continue

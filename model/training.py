@@ -35,7 +35,7 @@ from model.data import PreparedData, prepare_data
 from model.decision import expected_grade, optimise_thresholds, predict_grade
 from model.folds import assign_folds, read_folds, write_folds
 from model.losses import class_weights, make_loss
-from model.metrics import quadratic_weighted_kappa
+from model.metrics import NUM_CLASSES, quadratic_weighted_kappa
 from model.network import build_model, make_optimizer, reset_optimizer, training_model
 
 log = logging.getLogger(__name__)
@@ -279,11 +279,11 @@ def aggregate(config: Config, data: PreparedData, run_dir: Path) -> dict[str, An
                 oof_probs.append(probs)
                 oof_grades.append(record.grade)
             test_stack.append(p["test"])
-    probs_header = [f"p{g}" for g in range(5)]
+    probs_header = [f"p{g}" for g in range(NUM_CLASSES)]
     _write_probs_csv(
         run_dir / "oof.csv", ["id", "patient", "grade", "fold", *probs_header], oof_rows
     )
-    test_mean = np.mean(test_stack, axis=0) if test_stack else np.zeros((0, 5))
+    test_mean = np.mean(test_stack, axis=0) if test_stack else np.zeros((0, NUM_CLASSES))
     test_rows = [
         [data.cached.records[int(r)].id, data.cached.records[int(r)].grade, *map(float, probs)]
         for r, probs in zip(data.test_rows, test_mean, strict=True)

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from contract.signatures import CARD_INPUT, CARD_OUTPUT, IMAGE_INPUT
 from gateway.backends.base import (
     CARD_SIGNATURE,
     EXPLAIN_SIGNATURE,
@@ -76,7 +77,8 @@ class LocalBackend:
         proto.ParseFromString((path / "saved_model.pb").read_bytes())
         defs = dict(proto.meta_graphs[0].signature_def)
         check_card_signature(defs)
-        rows = self._signatures[CARD_SIGNATURE](unused=tf.zeros([1], tf.int32))["model_card"]
+        card_call = self._signatures[CARD_SIGNATURE]
+        rows = card_call(**{CARD_INPUT: tf.zeros([1], tf.int32)})[CARD_OUTPUT]
         card = ModelCard.parse(rows.numpy()[0])
         check_signatures(defs, card)
         return ServedModel(self._model_name, int(path.name), card)
@@ -124,5 +126,5 @@ class LocalBackend:
     def _run(self, name: str, images: NDArray[np.uint8]) -> dict[str, NDArray[Any]]:
         import tensorflow as tf
 
-        result = self._signatures[name](image=tf.constant(images, dtype=tf.uint8))
+        result = self._signatures[name](**{IMAGE_INPUT: tf.constant(images, dtype=tf.uint8)})
         return {key: value.numpy() for key, value in result.items()}

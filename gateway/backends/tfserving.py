@@ -11,6 +11,7 @@ import grpc
 import numpy as np
 from numpy.typing import NDArray
 
+from contract.signatures import CARD_INPUT, CARD_OUTPUT, IMAGE_INPUT
 from gateway.backends.base import (
     CARD_SIGNATURE,
     EXPLAIN_SIGNATURE,
@@ -174,11 +175,11 @@ class TFServingBackend:
             model_spec=self._spec(ModelSelector(version=version), CARD_SIGNATURE)
         )
         # One row: TF Serving batches every signature, so the input needs a batch dimension.
-        request.inputs["unused"].CopyFrom(to_tensor_proto(np.zeros([1], dtype=np.int32)))
+        request.inputs[CARD_INPUT].CopyFrom(to_tensor_proto(np.zeros([1], dtype=np.int32)))
         response = await self._call("model_card", self._predict_stub.Predict, request, timeout_s)
-        if "model_card" not in response.outputs:
+        if CARD_OUTPUT not in response.outputs:
             raise ApiError("model_mismatch", "model_card signature returned no model_card")
-        rows = from_tensor_proto(response.outputs["model_card"])
+        rows = from_tensor_proto(response.outputs[CARD_OUTPUT])
         if rows.shape != (1,):
             raise ApiError("model_mismatch", f"model_card returned shape {list(rows.shape)}")
         raw = rows[0]
@@ -195,7 +196,7 @@ class TFServingBackend:
         request = predict_pb2.PredictRequest(
             model_spec=self._spec(ModelSelector(version=served.version), signature)
         )
-        request.inputs["image"].CopyFrom(to_tensor_proto(images))
+        request.inputs[IMAGE_INPUT].CopyFrom(to_tensor_proto(images))
         response = await self._call("predict", self._predict_stub.Predict, request, timeout_s)
         outputs = {name: from_tensor_proto(t) for name, t in response.outputs.items()}
         version = int(response.model_spec.version.value) or served.version
