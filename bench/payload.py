@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from contract.signatures import IMAGE_INPUT, SERVING_SIGNATURE
 from gateway.protos import from_tensor_proto, predict_pb2, to_tensor_proto
 
 _HEADER = struct.Struct("!Q")
@@ -34,14 +35,14 @@ def grpc_request(image: NDArray[np.uint8]) -> bytes:
     """Serialized PredictRequest for one image, uint8 [1,S,S,3] as ``tensor_content``."""
     request = predict_pb2.PredictRequest()
     request.model_spec.name = "dr_grader"
-    request.model_spec.signature_name = "serving_default"
-    request.inputs["image"].CopyFrom(to_tensor_proto(image[None]))
+    request.model_spec.signature_name = SERVING_SIGNATURE
+    request.inputs[IMAGE_INPUT].CopyFrom(to_tensor_proto(image[None]))
     return bytes(request.SerializeToString())
 
 
 def parse_grpc_request(data: bytes) -> NDArray[Any]:
     """What the model server does with it: parse, then the tensor as an array."""
-    return from_tensor_proto(predict_pb2.PredictRequest.FromString(data).inputs["image"])
+    return from_tensor_proto(predict_pb2.PredictRequest.FromString(data).inputs[IMAGE_INPUT])
 
 
 def rest_json_body(image: NDArray[np.uint8]) -> bytes:

@@ -42,6 +42,8 @@ import numpy as np
 from bench.inputs import full_resolution_jpegs, gradable_jpegs, model_inputs
 from bench.payload import WireFigures, measure_wire
 from bench.perf_settings import PERF_FIELDS
+from contract.model_card import CARD_PATH
+from contract.signatures import SERVING_SIGNATURE
 from fundus.config import PreprocessConfig
 from gateway.backends.local import latest_version_dir
 from gateway.model_card import ModelCard
@@ -86,7 +88,7 @@ def model_compute_limit(version_dir: Path, images: list[np.ndarray], requests: i
     import tensorflow as tf
 
     loaded = tf.saved_model.load(str(version_dir))
-    serve = loaded.signatures["serving_default"]
+    serve = loaded.signatures[SERVING_SIGNATURE]
     rows = []
     for batch in BATCHES:
         batches = [
@@ -213,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     began = time.monotonic()
 
     version_dir = latest_version_dir(args.model_root, "dr_grader", None)
-    card = ModelCard.parse((version_dir / "assets.extra" / "model_card.json").read_text())
+    card = ModelCard.parse((version_dir / CARD_PATH).read_text())
     config = card.preprocess_config
     source, all_jpegs = full_resolution_jpegs()
     jpegs = gradable_jpegs(all_jpegs, config)

@@ -61,6 +61,7 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
+from contract.signatures import CARD_SIGNATURE, SERVING_SIGNATURE
 from model.tfserving_batching import (
     BatchingError,
     BatchingParameters,
@@ -153,7 +154,7 @@ class LoadedVersion:
             log = prediction_log_pb2.PredictionLog()
             log.ParseFromString(raw.numpy())
             request = log.predict_log.request
-            name = request.model_spec.signature_name or "serving_default"
+            name = request.model_spec.signature_name or SERVING_SIGNATURE
             inputs = {k: tf.make_ndarray(v) for k, v in request.inputs.items()}
             try:
                 run_signature(self.functions[name], inputs, self.batching)
@@ -263,7 +264,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer): 
     def Predict(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
         try:
             loaded = self.store.resolve(request.model_spec)
-            signature_name = request.model_spec.signature_name or "serving_default"
+            signature_name = request.model_spec.signature_name or SERVING_SIGNATURE
             if signature_name not in loaded.signature_defs:
                 raise RpcError(
                     grpc.StatusCode.FAILED_PRECONDITION,
@@ -286,7 +287,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer): 
                 name: _check_input(name, request.inputs[name], signature.inputs[name], i)
                 for i, name in enumerate(sorted(signature.inputs))
             }
-            if self.predict_delay and signature_name != "model_card":
+            if self.predict_delay and signature_name != CARD_SIGNATURE:
                 time.sleep(self.predict_delay)
             try:
                 outputs = run_signature(loaded.functions[signature_name], inputs, loaded.batching)
