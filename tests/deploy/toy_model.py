@@ -1,5 +1,6 @@
-"""A toy SavedModel with the serving contract of DESIGN.md (serving_default, explain, model_card,
-assets.extra/{model_card.json, tf_serving_warmup_requests}), small enough to save in a second.
+"""A toy SavedModel with the serving contract of contract/signatures.py (serving_default, explain,
+model_card, assets.extra/{model_card.json, tf_serving_warmup_requests}), small enough to save in a
+second.
 
 Used to test deploy/validate_model.py without the trained export, and to break one thing at a
 time (``defect``) so each check is seen to fail.
@@ -11,9 +12,23 @@ import json
 from pathlib import Path
 from typing import Any
 
+from contract.grades import CLASS_NAMES, REFERABLE_MIN_GRADE
+from contract.model_card import CARD_PATH
+from contract.signatures import (
+    CARD_INPUT,
+    CARD_OUTPUT,
+    CARD_SIGNATURE,
+    EXPLAIN_SIGNATURE,
+    GRADE,
+    HEATMAP,
+    IMAGE_INPUT,
+    PROBABILITIES,
+    REFERABLE_PROBABILITY,
+    SERVING_SIGNATURE,
+    SIGNATURES,
+)
 from fundus import PreprocessConfig
-
-SIGNATURES = ("serving_default", "explain", "model_card")
+from model.warmup import WARMUP_FILE
 
 DEFECTS = (
     "none",
@@ -41,7 +56,7 @@ def build_toy_model(root: Path, version: int = 1, size: int = 32, defect: str = 
         "version": version,
         "input_size": size,
         "preprocess": PreprocessConfig(size=size).to_dict(),
-        "class_names": ["No DR", "Mild", "Moderate", "Severe", "Proliferative"],
+        "class_names": list(CLASS_NAMES),
         "referable_threshold": 0.5,
     }
     if defect == "card_size_mismatch":
@@ -49,10 +64,10 @@ def build_toy_model(root: Path, version: int = 1, size: int = 32, defect: str = 
         card["preprocess"] = PreprocessConfig(size=size * 2).to_dict()
     card_json = json.dumps(card, sort_keys=True)
     input_dtype = tf.float32 if defect == "float_input" else tf.uint8
-    image_spec = tf.TensorSpec([None, size, size, 3], input_dtype, name="image")
-    # DESIGN.md: int32 [N] -> string [N]; "scalar_card" is the export before issue 14 (rank 0).
+    image_spec = tf.TensorSpec([None, size, size, 3], input_dtype, name=IMAGE_INPUT)
+    # The contract: int32 [N] -> string [N]; "scalar_card" is the export before issue 14 (rank 0).
     card_shape = [] if defect == "scalar_card" else [None]
-    card_spec = tf.TensorSpec(card_shape, tf.int32, name="unused")
+    card_spec = tf.TensorSpec(card_shape, tf.int32, name=CARD_INPUT)
 
     class Toy(tf.Module):  # type: ignore[misc]
         def __init__(self) -> None:
@@ -62,7 +77,7 @@ def build_toy_model(root: Path, version: int = 1, size: int = 32, defect: str = 
             )
 
         def _logits(self, image: tf.Tensor) -> tf.Tensor:
-            pixels = tf.cast(image, tf.float32)  # [0, 255], never /255 (DESIGN.md)
+            pixels = tf.cast(image, tf.float32)  # [0, 255], never /255 (model/serving.py)
             return tf.reduce_mean(pixels, axis=[1, 2]) / 64.0 @ self.weights
 
         def _probabilities(self, image: tf.Tensor) -> tf.Tensor:
@@ -75,38 +90,39 @@ def build_toy_model(root: Path, version: int = 1, size: int = 32, defect: str = 
         def serve(self, image: tf.Tensor) -> dict[str, tf.Tensor]:
             probabilities = self._probabilities(image)
             return {
-                "probabilities": probabilities,
-                "grade": tf.argmax(probabilities, axis=1, output_type=tf.int64),
-                "referable_probability": tf.reduce_sum(probabilities[:, 2:], axis=1),
+                PROBABILITIES: probabilities,
+                GRADE: tf.argmax(probabilities, axis=1, output_type=tf.int64),
+                REFERABLE_PROBABILITY: tf.reduce_sum(
+                    probabilities[:, REFERABLE_MIN_GRADE:], axis=1
+                ),
             }
 
         @tf.function(input_signature=[image_spec])  # type: ignore[untyped-decorator]
         def explain(self, image: tf.Tensor) -> dict[str, tf.Tensor]:
             pixels = tf.cast(image, tf.float32)
             heat = tf.reduce_mean(pixels, axis=3)[:, ::4, ::4] / 255.0
-            return {"probabilities": self._probabilities(image), "heatmap": heat}
+            return {PROBABILITIES: self._probabilities(image), HEATMAP: heat}
 
         @tf.function(input_signature=[card_spec])  # type: ignore[untyped-decorator]
         def model_card(self, unused: tf.Tensor) -> dict[str, tf.Tensor]:
             if defect == "scalar_card":
-                return {"model_card": tf.constant(card_json)}
+                return {CARD_OUTPUT: tf.constant(card_json)}
             if defect == "card_one_row":  # static shape [None], but always one row
                 rows = tf.minimum(tf.shape(unused)[:1], 1)
-                return {"model_card": tf.fill(rows, tf.constant(card_json))}
-            return {"model_card": tf.fill(tf.shape(unused)[:1], tf.constant(card_json))}
+                return {CARD_OUTPUT: tf.fill(rows, tf.constant(card_json))}
+            return {CARD_OUTPUT: tf.fill(tf.shape(unused)[:1], tf.constant(card_json))}
 
     module = Toy()
-    signatures = {"serving_default": module.serve, "model_card": module.model_card}
+    signatures = {SERVING_SIGNATURE: module.serve, CARD_SIGNATURE: module.model_card}
     if defect != "no_explain":
-        signatures["explain"] = module.explain
+        signatures[EXPLAIN_SIGNATURE] = module.explain
     target = root / "dr_grader" / str(version)
     tf.saved_model.save(module, str(target), signatures=signatures)
 
-    extra = target / "assets.extra"
-    extra.mkdir()
-    (extra / "model_card.json").write_text(card_json)
+    (target / CARD_PATH).parent.mkdir()
+    (target / CARD_PATH).write_text(card_json)
     if defect != "no_warmup":
-        _write_warmup(extra / "tf_serving_warmup_requests", size, defect)
+        _write_warmup(target / "assets.extra" / WARMUP_FILE, size, defect)
     return target
 
 
@@ -129,14 +145,14 @@ def _write_warmup(path: Path, size: int, defect: str) -> None:
     logs: list[Any] = warmup_requests("dr_grader", size, sizes, signatures)
     for log in logs:
         inputs = log.predict_log.request.inputs
-        if defect == "float_input" and "image" in inputs:
-            inputs["image"].dtype = types_pb2.DT_FLOAT
-            inputs["image"].float_val[:] = [float(v) for v in inputs["image"].int_val]
-            inputs["image"].ClearField("int_val")
+        if defect == "float_input" and IMAGE_INPUT in inputs:
+            inputs[IMAGE_INPUT].dtype = types_pb2.DT_FLOAT
+            inputs[IMAGE_INPUT].float_val[:] = [float(v) for v in inputs[IMAGE_INPUT].int_val]
+            inputs[IMAGE_INPUT].ClearField("int_val")
     if defect == "warmup_wrong_input":
         first = logs[0].predict_log.request.inputs
-        first["pixels"].CopyFrom(first["image"])
-        del first["image"]
+        first["pixels"].CopyFrom(first[IMAGE_INPUT])
+        del first[IMAGE_INPUT]
     with tf.io.TFRecordWriter(str(path)) as writer:
         for log in logs:
             writer.write(log.SerializeToString())
