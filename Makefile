@@ -33,7 +33,7 @@ test-fast: setup  ## unit tests without the slow ones
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy $(wildcard fundus model gateway bench observability deploy)
+	$(VENV)/bin/mypy $(wildcard contract fundus synthetic model gateway demo harness bench reliability observability deploy)
 	$(PY) -m observability.build --check
 
 bench: setup  ## benchmarks that print side-by-side ratios (see BENCHMARKS.md)
