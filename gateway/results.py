@@ -11,6 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from contract.grades import GRADE_NAMES
 from gateway import clinical
 from gateway.clinical import Action
 from gateway.grading import EyeOutcome, GradingOutcome
@@ -44,7 +45,7 @@ class EyeResult(BaseModel):
 
     quality: QualityInfo
     grade: int | None = Field(None, ge=0, le=4, examples=[2])
-    grade_label: str | None = Field(None, examples=["Moderate non-proliferative DR"])
+    grade_label: str | None = Field(None, examples=[GRADE_NAMES[2]])
     probabilities: dict[str, float] | None = Field(
         None, examples=[{"0": 0.05, "1": 0.10, "2": 0.70, "3": 0.10, "4": 0.05}]
     )

@@ -12,21 +12,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+from contract import signatures as sig
 from contract.grades import CLASS_NAMES, REFERABLE_MIN_GRADE
 from contract.model_card import CARD_PATH
-from contract.signatures import (
-    CARD_INPUT,
-    CARD_OUTPUT,
-    CARD_SIGNATURE,
-    EXPLAIN_SIGNATURE,
-    GRADE,
-    HEATMAP,
-    IMAGE_INPUT,
-    PROBABILITIES,
-    REFERABLE_PROBABILITY,
-    SERVING_SIGNATURE,
-    SIGNATURES,
-)
 from fundus import PreprocessConfig
 from model.warmup import WARMUP_FILE
 
@@ -64,10 +52,10 @@ def build_toy_model(root: Path, version: int = 1, size: int = 32, defect: str = 
         card["preprocess"] = PreprocessConfig(size=size * 2).to_dict()
     card_json = json.dumps(card, sort_keys=True)
     input_dtype = tf.float32 if defect == "float_input" else tf.uint8
-    image_spec = tf.TensorSpec([None, size, size, 3], input_dtype, name=IMAGE_INPUT)
+    image_spec = tf.TensorSpec([None, size, size, 3], input_dtype, name=sig.IMAGE_INPUT)
     # The contract: int32 [N] -> string [N]; "scalar_card" is the export before issue 14 (rank 0).
     card_shape = [] if defect == "scalar_card" else [None]
-    card_spec = tf.TensorSpec(card_shape, tf.int32, name=CARD_INPUT)
+    card_spec = tf.TensorSpec(card_shape, tf.int32, name=sig.CARD_INPUT)
 
     class Toy(tf.Module):  # type: ignore[misc]
         def __init__(self) -> None:
@@ -90,9 +78,9 @@ def build_toy_model(root: Path, version: int = 1, size: int = 32, defect: str = 
         def serve(self, image: tf.Tensor) -> dict[str, tf.Tensor]:
             probabilities = self._probabilities(image)
             return {
-                PROBABILITIES: probabilities,
-                GRADE: tf.argmax(probabilities, axis=1, output_type=tf.int64),
-                REFERABLE_PROBABILITY: tf.reduce_sum(
+                sig.PROBABILITIES: probabilities,
+                sig.GRADE: tf.argmax(probabilities, axis=1, output_type=tf.int64),
+                sig.REFERABLE_PROBABILITY: tf.reduce_sum(
                     probabilities[:, REFERABLE_MIN_GRADE:], axis=1
                 ),
             }
@@ -101,21 +89,21 @@ def build_toy_model(root: Path, version: int = 1, size: int = 32, defect: str = 
         def explain(self, image: tf.Tensor) -> dict[str, tf.Tensor]:
             pixels = tf.cast(image, tf.float32)
             heat = tf.reduce_mean(pixels, axis=3)[:, ::4, ::4] / 255.0
-            return {PROBABILITIES: self._probabilities(image), HEATMAP: heat}
+            return {sig.PROBABILITIES: self._probabilities(image), sig.HEATMAP: heat}
 
         @tf.function(input_signature=[card_spec])  # type: ignore[untyped-decorator]
         def model_card(self, unused: tf.Tensor) -> dict[str, tf.Tensor]:
             if defect == "scalar_card":
-                return {CARD_OUTPUT: tf.constant(card_json)}
+                return {sig.CARD_OUTPUT: tf.constant(card_json)}
             if defect == "card_one_row":  # static shape [None], but always one row
                 rows = tf.minimum(tf.shape(unused)[:1], 1)
-                return {CARD_OUTPUT: tf.fill(rows, tf.constant(card_json))}
-            return {CARD_OUTPUT: tf.fill(tf.shape(unused)[:1], tf.constant(card_json))}
+                return {sig.CARD_OUTPUT: tf.fill(rows, tf.constant(card_json))}
+            return {sig.CARD_OUTPUT: tf.fill(tf.shape(unused)[:1], tf.constant(card_json))}
 
     module = Toy()
-    signatures = {SERVING_SIGNATURE: module.serve, CARD_SIGNATURE: module.model_card}
+    signatures = {sig.SERVING_SIGNATURE: module.serve, sig.CARD_SIGNATURE: module.model_card}
     if defect != "no_explain":
-        signatures[EXPLAIN_SIGNATURE] = module.explain
+        signatures[sig.EXPLAIN_SIGNATURE] = module.explain
     target = root / "dr_grader" / str(version)
     tf.saved_model.save(module, str(target), signatures=signatures)
 
@@ -135,24 +123,26 @@ def _write_warmup(path: Path, size: int, defect: str) -> None:
     from model.warmup import warmup_requests
 
     sizes = default_warmup_batch_sizes()
-    signatures: tuple[str, ...] = SIGNATURES
+    signatures: tuple[str, ...] = sig.SIGNATURES
     if defect in ("warmup_batch_1_only", "scalar_card"):
         sizes = [1]  # scalar_card: the whole export as it was before issue 14
     elif defect == "warmup_too_large":
         sizes = [*sizes, 16]
     if defect in ("scalar_card", "card_one_row"):  # no model_card record: the version loads
-        signatures = SIGNATURES[:2]
+        signatures = sig.SIGNATURES[:2]
     logs: list[Any] = warmup_requests("dr_grader", size, sizes, signatures)
     for log in logs:
         inputs = log.predict_log.request.inputs
-        if defect == "float_input" and IMAGE_INPUT in inputs:
-            inputs[IMAGE_INPUT].dtype = types_pb2.DT_FLOAT
-            inputs[IMAGE_INPUT].float_val[:] = [float(v) for v in inputs[IMAGE_INPUT].int_val]
-            inputs[IMAGE_INPUT].ClearField("int_val")
+        if defect == "float_input" and sig.IMAGE_INPUT in inputs:
+            inputs[sig.IMAGE_INPUT].dtype = types_pb2.DT_FLOAT
+            inputs[sig.IMAGE_INPUT].float_val[:] = [
+                float(v) for v in inputs[sig.IMAGE_INPUT].int_val
+            ]
+            inputs[sig.IMAGE_INPUT].ClearField("int_val")
     if defect == "warmup_wrong_input":
         first = logs[0].predict_log.request.inputs
-        first["pixels"].CopyFrom(first[IMAGE_INPUT])
-        del first[IMAGE_INPUT]
+        first["pixels"].CopyFrom(first[sig.IMAGE_INPUT])
+        del first[sig.IMAGE_INPUT]
     with tf.io.TFRecordWriter(str(path)) as writer:
         for log in logs:
             writer.write(log.SerializeToString())

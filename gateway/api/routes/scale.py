@@ -17,9 +17,9 @@ router = APIRouter(tags=["reference"])
 class ScaleGrade(BaseModel):
     """One grade of the international clinical DR severity scale."""
 
-    grade: int = Field(examples=[2])
-    name: str = Field(examples=["Moderate non-proliferative DR"])
-    short_name: str = Field(examples=["Moderate NPDR"])
+    grade: int = Field(examples=[REFERABLE_MIN_GRADE])
+    name: str = Field(examples=[GRADES[REFERABLE_MIN_GRADE].name])
+    short_name: str = Field(examples=[GRADES[REFERABLE_MIN_GRADE].short_name])
     referable: bool = Field(description="This grade alone is referable DR.")
 
 
