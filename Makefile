@@ -21,7 +21,13 @@ $(CHECKOV_STAMP): deploy/requirements-checkov.txt | $(STAMP)
 	$(VENV)/checkov/bin/pip install --quiet -r deploy/requirements-checkov.txt
 	touch $(CHECKOV_STAMP)
 
-setup: $(STAMP) $(CHECKOV_STAMP)  ## create .venv and install everything (pinned)
+# TF Serving's generated modules without the TF runtime: `python -m gateway` (tfserving mode)
+# puts this folder first on sys.path (gateway/lean_protos.py), so it never loads TensorFlow.
+LEAN_PROTOS := $(VENV)/lean-protos/LEAN_PROTOS
+$(LEAN_PROTOS): gateway/lean_protos.py $(STAMP)
+	$(PY) -m gateway.lean_protos --out $(VENV)/lean-protos
+
+setup: $(STAMP) $(CHECKOV_STAMP) $(LEAN_PROTOS)  ## create .venv and install everything (pinned)
 
 test: setup  ## lint, type check, then every test (slow ones included)
 	$(MAKE) lint

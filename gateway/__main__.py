@@ -1,4 +1,8 @@
-"""``python -m gateway``: validate settings, configure JSON logs, serve with one uvicorn worker."""
+"""``python -m gateway``: validate settings, configure JSON logs, serve with one uvicorn worker.
+
+In tfserving mode the lean protos go first on ``sys.path`` before anything imports a protocol
+module (``gateway.lean_protos.ensure``), so the process never loads the TensorFlow runtime.
+"""
 
 from __future__ import annotations
 
@@ -11,9 +15,9 @@ from types import FrameType
 import uvicorn
 from pydantic import ValidationError
 
+from gateway import lean_protos
 from gateway.http_limits import HttpLimits, protocol_class
 from gateway.logs import configure_logging
-from gateway.main import create_app
 from gateway.settings import Settings
 
 logger = logging.getLogger("gateway")
@@ -26,6 +30,8 @@ def _exit_cleanly(signum: int, frame: FrameType | None) -> None:
 
 def server_config(settings: Settings) -> uvicorn.Config:
     """uvicorn's configuration: the limited httptools protocol and the connection timeouts."""
+    from gateway.main import create_app  # after lean_protos.ensure(): see the module docstring
+
     limits = HttpLimits(
         max_header_bytes=settings.max_header_bytes,
         max_header_count=settings.max_header_count,
@@ -72,6 +78,8 @@ def main() -> int:
         print(f"invalid gateway settings (DRG_*):\n{error}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level)
+    if settings.backend == "tfserving":
+        lean_protos.ensure()
     # uvicorn handles SIGTERM itself while serving (stop accepting, drain, lifespan shutdown),
     # then re-raises it to the handler that was installed before: this one.
     signal.signal(signal.SIGTERM, _exit_cleanly)

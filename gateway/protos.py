@@ -1,8 +1,10 @@
 """The TensorFlow Serving protocol: generated protobuf/gRPC modules, and tensors without TF.
 
-These modules are plain Python. In the lean image they come from a directory built by
-``python -m gateway.lean_protos`` (with an empty ``tensorflow/__init__.py``), so importing them
-never loads the TF runtime; ``tests`` prove it.
+These modules are plain Python. For ``python -m gateway`` in tfserving mode they come from a
+copy built by ``gateway.lean_protos`` (with an empty ``tensorflow/__init__.py``): the image's
+/opt/lean-protos, or the venv's lean-protos folder (``make setup``), put first on the path
+before this module is imported, so it never loads the TF runtime (tests check the running
+process). Imported anywhere else (the full TF install), the same modules come from TF itself.
 """
 
 from __future__ import annotations
