@@ -4,9 +4,10 @@ sustained HTTP load from outside Python: harness/hey.py).
 
 Two drivers of the same loop:
 
-- ``measure_load(call, requests, concurrency)``: a fixed number of calls of any function (a
-  gateway POST, a gRPC Predict, an in-process model call) from ``concurrency`` threads; latency
-  percentiles and throughput (``LoadStats``). Used by the performance benches.
+- ``closed_loop(call, indices, concurrency)``: a fixed number of calls of any function (a
+  gateway POST, a gRPC Predict, an in-process model call) from ``concurrency`` threads.
+  ``measure_load`` times each call: latency percentiles and throughput (``LoadStats``), for the
+  performance benches; ``reliability.malformed`` sends its malformed requests through it.
 - ``LoadClient``: asyncio HTTP POSTs until ``stop()``, accounting for every request it sends
   (``LoadResult``), while the caller breaks the system under it. Used by the fault runs.
 
@@ -39,8 +40,11 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import httpx
+
+T = TypeVar("T")
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -78,24 +82,32 @@ class LoadStats:
         return percentile(self.latencies_ms, 99)
 
 
+def closed_loop(
+    call: Callable[[int], T], indices: Iterable[int], concurrency: int
+) -> tuple[list[T], float]:
+    """``call(index)`` for every index with ``concurrency`` threads, each sending its next call
+    as soon as one returns: the results in index order and the wall time in seconds."""
+    started = time.perf_counter()
+    with ThreadPoolExecutor(concurrency) as pool:
+        results = list(pool.map(call, indices))
+    return results, time.perf_counter() - started
+
+
 def measure_load(
     call: Callable[[int], None], requests: int, concurrency: int, warmup: int = 1
 ) -> LoadStats:
     """Run ``warmup`` untimed calls, then ``requests`` calls (argument: the call's index) with
-    ``concurrency`` in flight; each thread sends its next call as soon as one returns."""
+    ``concurrency`` in flight (``closed_loop``); latency of each call and the wall time."""
     for index in range(warmup):
         call(index)
-    latencies: list[float] = []
 
-    def timed(index: int) -> None:
+    def timed(index: int) -> float:
         started = time.perf_counter()
         call(index)
-        latencies.append((time.perf_counter() - started) * 1000)
+        return (time.perf_counter() - started) * 1000
 
-    started = time.perf_counter()
-    with ThreadPoolExecutor(concurrency) as pool:
-        list(pool.map(timed, range(requests)))
-    return LoadStats(latencies, time.perf_counter() - started)
+    latencies, elapsed_s = closed_loop(timed, range(requests), concurrency)
+    return LoadStats(latencies, elapsed_s)
 
 
 REFUSED = "refused"

@@ -3,14 +3,13 @@ variants."""
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import httpx
 
+from harness.load import closed_loop
 from reliability.malformed.catalogue import FAMILIES
 from reliability.malformed.judging import Kind, Verdict, judge
 from reliability.malformed.wire import MalformedRequest
@@ -130,11 +129,6 @@ def run(
         return Result(index, request.family, request.variant, send(http, request))
 
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    with (
-        httpx.Client(base_url=base_url, timeout=timeout_s, limits=limits) as http,
-        ThreadPoolExecutor(concurrency) as pool,
-    ):
-        started = time.perf_counter()
-        results = list(pool.map(one, range(first, first + count)))
-        wall_s = time.perf_counter() - started
+    with httpx.Client(base_url=base_url, timeout=timeout_s, limits=limits) as http:
+        results, wall_s = closed_loop(one, range(first, first + count), concurrency)
     return Report(results, wall_s, concurrency)
