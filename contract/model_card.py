@@ -80,7 +80,7 @@ class _Sized(Protocol):
     def size(self) -> int: ...
 
 
-Config = TypeVar("Config", bound=_Sized)
+PreprocessT = TypeVar("PreprocessT", bound=_Sized)
 
 
 class ModelCard(BaseModel):
@@ -103,7 +103,7 @@ class ModelCard(BaseModel):
             return str(extra.get("clinical_use_note") or DEMO_WARNING)
         return None
 
-    def checked_preprocess(self, from_dict: Callable[[dict[str, Any]], Config]) -> Config:
+    def checked_preprocess(self, from_dict: Callable[[dict[str, Any]], PreprocessT]) -> PreprocessT:
         """``from_dict(preprocess)`` (fundus ``PreprocessConfig.from_dict``), which must agree
         with ``input_size``; ValueError otherwise."""
         config = from_dict(self.preprocess)
