@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 from fundus import PreprocessConfig
-from synthetic import encode_jpeg, encode_png, synthesize_fundus
 from model.cache import build_cache, cache_dir, is_excluded
 from model.config import DataConfig, SyntheticConfig, load_config
 from model.data import prepare_data
 from model.sources import make_source, patient_of
+from synthetic import encode_jpeg, encode_png, synthesize_fundus
 
 PP = PreprocessConfig(size=32)
 

@@ -11,9 +11,9 @@ import pydicom
 import pytest
 from pydicom.uid import ImplicitVRLittleEndian
 
-from synthetic import encode_dicom, synthesize_fundus
 from gateway.errors import ApiError
 from gateway.pacs.dataset import content_digest, read_instance
+from synthetic import encode_dicom, synthesize_fundus
 
 ZEROS = 80 * 1024 * 1024
 """The review's body: 80 MiB of zeros (22.5 s of gateway CPU before)."""

@@ -15,7 +15,6 @@ from pydicom.dataset import Dataset
 
 from fundus.dicom import read_dataset
 from fundus.quality import REASONS
-from synthetic import encode_dicom, synthesize_fundus
 from gateway.clinical import action_for
 from gateway.pacs import codes
 from gateway.pacs.sr import (
@@ -26,6 +25,7 @@ from gateway.pacs.sr import (
     encode,
     sr_identity,
 )
+from synthetic import encode_dicom, synthesize_fundus
 from tests.e2e.dicom_sr import summarize, walk
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
