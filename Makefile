@@ -42,7 +42,7 @@ lint: setup
 	$(VENV)/bin/mypy $(wildcard contract fundus synthetic model gateway demo harness bench reliability observability deploy)
 	$(PY) -m observability.build --check
 
-bench: setup  ## benchmarks that print side-by-side ratios (see BENCHMARKS.md)
+bench: setup  ## benchmarks that print side-by-side ratios (see docs/benchmarks.md)
 	$(PY) -m bench.preprocess
 
 demo: setup  ## build the demo model if needed, serve it, grade the samples (Ctrl-C stops)

@@ -1,1 +1,1 @@
-"""Benchmarks: each prints figures measured side by side in one run (see BENCHMARKS.md)."""
+"""Benchmarks: each prints figures measured side by side in one run (see docs/benchmarks.md)."""

@@ -88,7 +88,7 @@ class ApiError(Exception):
         return ERRORS[self.code].status
 
     def body(self) -> dict[str, dict[str, str]]:
-        """JSON body per DESIGN.md."""
+        """JSON body per docs/architecture.md, "Errors"."""
         return {"error": {"code": self.code, "message": self.message}}
 
 

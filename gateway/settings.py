@@ -83,7 +83,7 @@ class Settings(BaseSettings):
     docs_enabled: bool | None = Field(None, description="/docs; default: development only")
     heatmap_opacity: float = Field(0.45, ge=0.0, le=1.0)
 
-    # PACS round trip (gateway/pacs, pacs/README.md): off unless enabled.
+    # PACS round trip (gateway/pacs, docs/pacs.md): off unless enabled.
     pacs_enabled: bool = False
     pacs_outbox_path: Path = Path("var/outbox.sqlite3")
     pacs_stow_url: str | None = Field(None, pattern=r"^https?://\S+$")

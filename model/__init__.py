@@ -1,4 +1,4 @@
-"""Training, evaluation and SavedModel export of the DR grading network (see model/README.md).
+"""Training, evaluation and SavedModel export of the DR grading network (see docs/model.md).
 
 Library modules (config, sources, cache, data, folds, losses, network, batches, callbacks,
 training, metrics, decision, evaluation, plots, serving, warmup, card, exporting) behind thin

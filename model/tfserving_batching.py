@@ -13,7 +13,7 @@ repeating a row, run once, and the outputs are split back along dimension 0. Hen
 
 Used by model/ (export verification; the warmup batch sizes), by deploy/validate_model.py
 (static SignatureDef check, dynamic calls at batch sizes 1 and 2, warmup records) and by the TF
-Serving stand-in (tests/support/tfserving_server.py: the same refusals, codes and messages). The
+Serving stand-in (harness/tfserving_server.py: the same refusals, codes and messages). The
 batching configs TF Serving is started with live in k8s/ (``BATCHING_CONFIGS``).
 
 Error codes are gRPC status names, so this module needs neither grpc nor TensorFlow (it lives in

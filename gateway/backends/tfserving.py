@@ -78,7 +78,7 @@ class TFServingBackend:
                 # Reconnect to a restarted model server within about a second. gRPC's default
                 # backoff grows to 120 s and TF Serving listens only once its models are loaded:
                 # without this, after a 75 s outage the gateway still answered 503 10 s after
-                # the model server was back (RELIABILITY.md, model server killed under load).
+                # the model server was back (docs/reliability/faults.md).
                 ("grpc.max_reconnect_backoff_ms", 1000),
             ],
         )

@@ -2,7 +2,7 @@
 
 Standard codes where they exist: DCM (DICOM PS3.16), SCT (SNOMED CT), UCUM (units). What has no
 standard code uses the private coding scheme ``99DRG`` ("DR grading gateway codes"),
-documented in pacs/README.md and identified in each SR's Coding Scheme Identification Sequence.
+documented in docs/pacs.md and identified in each SR's Coding Scheme Identification Sequence.
 Code values are at most 16 characters (VR SH) and never change once published.
 """
 

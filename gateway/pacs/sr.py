@@ -1,6 +1,6 @@
 """The result object: a DICOM Comprehensive SR in the source image's study, in a new series.
 
-Content tree (codes in gateway.pacs.codes, documented in pacs/README.md)::
+Content tree (codes in gateway.pacs.codes, documented in docs/pacs.md)::
 
     CONTAINER  99DRG DRG-REPORT "Diabetic retinopathy AI grading report"
       HAS OBS CONTEXT  CODE   DCM 121005 Observer Type = DCM 121007 Device

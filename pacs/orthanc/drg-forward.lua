@@ -13,7 +13,7 @@
 -- Failed forwards are kept in memory and retried, once their backoff has passed, whenever
 -- another instance arrives or a study becomes stable (Orthanc 1.10 Lua has no timer). After an
 -- Orthanc restart or "giving up", re-send with the "drg-gateway" DICOMweb server (see
--- pacs/README.md). The gateway is idempotent, so re-sending is always safe.
+-- docs/pacs.md). The gateway is idempotent, so re-sending is always safe.
 
 local PHOTOGRAPH_CLASSES = {
   ['1.2.840.10008.5.1.4.1.1.77.1.5.1'] = true,  -- Ophthalmic Photography 8 Bit Image

@@ -2,7 +2,7 @@
 load, a model server slower than the deadline, and SIGTERM to the gateway under load.
 
 The tests run the same functions as ``python -m reliability.soak`` and ``python -m reliability.faults``
-(the full-length runs and their figures are in RELIABILITY.md); every criterion is checked by
+(the full-length runs and their figures are in docs/reliability.md); every criterion is checked by
 those functions and printed with the figure it was judged on.
 """
 
