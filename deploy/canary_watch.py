@@ -29,7 +29,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-GRADING_ROUTES = "/v1/.*"
+GRADING_ROUTES = "/v1/grade|/v1/exams|/dicomweb/studies"
+"""The routes that grade images (the same set as the dashboards' and the SLO recording rules');
+reads such as /v1/grading-scale or /v1/results are not part of a canary's verdict."""
 
 
 class PrometheusError(RuntimeError):

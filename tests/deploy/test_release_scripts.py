@@ -22,6 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from deploy import canary_watch, models_config
 from deploy.models_config import ConfigError, ReleaseState
+from observability import dashboards
 from tests.deploy.conftest import REPO_ROOT, container, one, run
 
 DIGEST = "sha256:" + "ab" * 32
@@ -310,10 +311,11 @@ def test_canary_queries_use_series_the_gateway_exports(gateway_metrics, rendered
     routes = {
         s.labels["route"] for s in families["drg_http_requests"].samples if "route" in s.labels
     }
-    assert all(
-        not re.fullmatch(canary_watch.GRADING_ROUTES, r) for r in routes
-    )  # /livez is not grading
-    assert re.fullmatch(canary_watch.GRADING_ROUTES, "/v1/grade")
+    grading = {r for r in routes if re.fullmatch(canary_watch.GRADING_ROUTES, r)}
+    assert grading == set(), grading  # /livez and /v1/grading-scale are not grading
+    for route in ("/v1/grade", "/v1/exams", "/dicomweb/studies"):
+        assert re.fullmatch(canary_watch.GRADING_ROUTES, route)
+    assert f'route=~"{canary_watch.GRADING_ROUTES}"' == dashboards.GRADING
 
 
 # --- rollout.sh ---------------------------------------------------------------------------------
