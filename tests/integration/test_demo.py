@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import re
 import socket
 import subprocess
 import sys
 from pathlib import Path
+
+from demo.quiet import QUIET_ENV
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # glog/absl lines (I0000 00:00:..., W1203 ...), absl's pre-init notice, TF's CPU-feature notice.
@@ -21,9 +24,14 @@ def _free_port() -> int:
 
 
 def _run(args: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
+    # A user's shell, not this test session's: modules imported earlier in the session (e.g.
+    # deploy.validate_model) set TF_CPP_MIN_LOG_LEVEL=2, which the demo would respect as the
+    # user's choice.
+    environ = {k: v for k, v in os.environ.items() if k not in QUIET_ENV}
     return subprocess.run(
         [sys.executable, "-m", *args],
         cwd=REPO_ROOT,
+        env=environ,
         capture_output=True,
         text=True,
         timeout=timeout,
