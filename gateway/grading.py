@@ -10,6 +10,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 from numpy.typing import NDArray
@@ -25,7 +26,7 @@ from gateway.backends.base import ModelBackend, ModelSelector, Prediction, Serve
 from gateway.backends.retry import RetryPolicy
 from gateway.errors import ApiError, from_fundus
 from gateway.heatmap import overlay_base64
-from gateway.limits import InferenceLimiter
+from gateway.limits import InferenceLimiter, in_threads
 from gateway.metrics import GatewayMetrics
 from gateway.settings import Settings
 
@@ -149,8 +150,8 @@ class GradingService:
         costs = await asyncio.gather(*(self._decode_cost(item, served) for item in inputs))
         async with self._limiter.slot(sum(costs)):
             started = time.perf_counter()
-            preprocessed = await asyncio.gather(
-                *(self._preprocess(item, served) for item in inputs)
+            preprocessed = await in_threads(
+                *(partial(self._preprocess, item, served) for item in inputs)
             )
             preprocess_ms = (time.perf_counter() - started) * 1000
             eyes = [
@@ -209,12 +210,11 @@ class GradingService:
             raise api_error from None
         return cost.working_bytes
 
-    async def _preprocess(self, item: ImageInput, served: ServedModel) -> Preprocessed:
+    def _preprocess(self, item: ImageInput, served: ServedModel) -> Preprocessed:
+        """Decode and preprocess one image (in a worker thread, see ``in_threads``)."""
         started = time.perf_counter()
         try:
-            return await asyncio.to_thread(
-                load_and_preprocess, item.data, served.card.preprocess_config, self._limits
-            )
+            return load_and_preprocess(item.data, served.card.preprocess_config, self._limits)
         except FundusError as error:
             api_error = from_fundus(error)
             api_error.message = f"{item.field}: {api_error.message}"

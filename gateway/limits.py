@@ -6,13 +6,28 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
+from typing import TypeVar
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.errors import ApiError
 from gateway.metrics import GatewayMetrics
+
+T = TypeVar("T")
+
+
+async def in_threads(*calls: Callable[[], T]) -> list[T]:
+    """Run ``calls`` in worker threads; their results in order. Returns or raises only once
+    every thread has ended, even when a call fails or the caller is cancelled (a request
+    deadline): a thread cannot be stopped, so the memory it decodes into stays inside the
+    limiter slot held around this call instead of outliving the slot's release."""
+    tasks = [asyncio.ensure_future(asyncio.to_thread(call)) for call in calls]
+    try:
+        return list(await asyncio.shield(asyncio.gather(*tasks)))
+    finally:
+        await asyncio.wait(tasks)  # at once when they are done; else until the threads end
 
 
 class InferenceLimiter:

@@ -19,6 +19,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from pydicom.dataset import Dataset
@@ -30,7 +31,7 @@ from gateway import clinical
 from gateway.backends.base import ModelSelector, ServedModel
 from gateway.errors import ApiError, from_fundus
 from gateway.grading import EyeOutcome, GradingService, ImageInput
-from gateway.limits import InferenceLimiter
+from gateway.limits import InferenceLimiter, in_threads
 from gateway.metrics import GatewayMetrics
 from gateway.pacs import dataset, sr, stow
 from gateway.pacs.outbox import Outbox, OutboxRow, compare
@@ -179,7 +180,7 @@ class PacsIntake:
     ) -> str:
         # pydicom copies every element value out of the part: about its size again.
         async with self.limiter.slot(len(data)):
-            source, digest = await asyncio.to_thread(_parse, data)
+            ((source, digest),) = await in_threads(partial(_parse, data))
         sop_class, sop_uid, _, _ = sr.source_uids(source)
         parsed.sop_class, parsed.sop_uid = sop_class, sop_uid
         _check_uids(sop_class, sop_uid)
