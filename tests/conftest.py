@@ -8,12 +8,14 @@ separate fixture per directory and train the tiny model once per directory.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from gateway.auth import hash_key
 from gateway.lean_protos import build as build_lean_protos
+from harness.postgres import PostgresServer, PostgresUnavailable
 from tests.support.tiny_model import tiny_export
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -75,3 +77,16 @@ def keys_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("keys") / "keys.txt"
     path.write_text(f"tester {hash_key(API_KEY)} grade\npacs {hash_key(PACS_ONLY_KEY)} pacs\n")
     return path
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A throwaway PostgreSQL server (Debian's postgresql, installed by .ci/run) on 127.0.0.1;
+    skipped with the reason when the binaries are absent. Tests that stop or kill it start it
+    again before they end."""
+    try:
+        server = PostgresServer()
+    except PostgresUnavailable as exc:
+        pytest.skip(str(exc))
+    with server:
+        yield server
