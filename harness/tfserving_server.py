@@ -28,7 +28,8 @@ version's load (state END, as TF Serving). What it does not do: merge concurrent
 one batch (each request is batched alone), queue limits and batch timeouts.
 
 Extra knobs for tests: ``--load-delay`` (seconds in LOADING), ``--predict-delay`` (slow
-inference: added to serving_default/explain Predict calls), ``--labels stable=1,canary=2``.
+inference: added to serving_default/explain Predict calls), ``--labels stable=1,canary=2``,
+``--predict-log FILE`` (a line per Predict call with its signature: which server got what).
 Prints ``PORT <n>`` on stdout once listening.
 
     python -m harness.tfserving_server --model-base-path export --model-name dr_grader
@@ -257,14 +258,21 @@ def _check_input(name: str, proto: Any, spec: Any, index: int) -> np.ndarray:
 class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):  # type: ignore[misc]
     """Predict and GetModelMetadata."""
 
-    def __init__(self, store: ModelStore, predict_delay: float) -> None:
+    def __init__(
+        self, store: ModelStore, predict_delay: float, predict_log: Path | None = None
+    ) -> None:
         self.store = store
         self.predict_delay = predict_delay
+        self.predict_log = predict_log
+        self._log_lock = threading.Lock()
 
     def Predict(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
+        signature_name = request.model_spec.signature_name or SERVING_SIGNATURE
+        if self.predict_log is not None:  # one line per call: tests count where calls went
+            with self._log_lock, self.predict_log.open("a") as log:
+                log.write(f"{signature_name}\n")
         try:
             loaded = self.store.resolve(request.model_spec)
-            signature_name = request.model_spec.signature_name or SERVING_SIGNATURE
             if signature_name not in loaded.signature_defs:
                 raise RpcError(
                     grpc.StatusCode.FAILED_PRECONDITION,
@@ -382,6 +390,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--predict-delay", type=float, default=0.0)
     parser.add_argument("--enable-batching", action="store_true", help="TF Serving's rules")
     parser.add_argument("--batching-parameters-file", type=Path, help="text BatchingParameters")
+    parser.add_argument("--predict-log", type=Path, help="append each Predict's signature name")
     args = parser.parse_args(argv)
     if args.batching_parameters_file and not args.enable_batching:
         parser.error("--batching-parameters-file needs --enable-batching")
@@ -405,7 +414,7 @@ def main(argv: list[str] | None = None) -> int:
         ],
     )
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-        PredictionService(store, args.predict_delay), server
+        PredictionService(store, args.predict_delay, args.predict_log), server
     )
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(store), server)
     port = server.add_insecure_port(f"127.0.0.1:{args.port}")
