@@ -43,6 +43,18 @@ def test_live_and_ready(gateway: GatewayProcess) -> None:
     assert ready["status"] == "ready"
     assert ready["model"] == {"name": "dr_grader", "version": 1}
     assert ready["backend"] == "tfserving"
+    # Open Inference Protocol v2 health paths: the same answers.
+    assert httpx.get(gateway.url + "/v2/health/live").json() == {"status": "alive"}
+    assert httpx.get(gateway.url + "/v2/health/ready").json() == ready
+
+
+def test_health_paths_in_openapi(gateway: GatewayProcess) -> None:
+    paths = httpx.get(gateway.url + "/openapi.json").json()["paths"]
+    for path in ("/livez", "/readyz", "/v2/health/live", "/v2/health/ready"):
+        assert set(paths[path]) == {"get"}, path
+    for v2, old in (("/v2/health/live", "/livez"), ("/v2/health/ready", "/readyz")):
+        for key in ("summary", "responses"):
+            assert paths[v2]["get"][key] == paths[old]["get"][key], (v2, key)
 
 
 def test_grade_multipart_jpeg(client: httpx.Client) -> None:
@@ -214,7 +226,7 @@ def test_auth(gateway: GatewayProcess) -> None:
         403,
         "forbidden",
     )
-    for path in ("/livez", "/readyz", "/metrics"):
+    for path in ("/livez", "/readyz", "/v2/health/live", "/v2/health/ready", "/metrics"):
         assert httpx.get(gateway.url + path).status_code == 200
 
 

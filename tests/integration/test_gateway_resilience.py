@@ -79,9 +79,12 @@ def test_model_still_loading_is_not_ready(
     server = TFServingProcess(model_root, args=("--load-delay", "6")).start(wait_available=False)
     gateway = start_gateway(tmp_path, lean_protos, keys_file, server.target)
     try:
-        ready = httpx.get(gateway.url + "/readyz")
-        assert ready.status_code == 503
-        assert "LOADING" in ready.json()["error"]["message"]
+        for path in ("/readyz", "/v2/health/ready"):  # OIP v2 path: the same handler
+            ready = httpx.get(gateway.url + path)
+            assert ready.status_code == 503
+            assert ready.json()["error"]["code"] == "not_ready"
+            assert "LOADING" in ready.json()["error"]["message"]
+        assert httpx.get(gateway.url + "/v2/health/live").status_code == 200
         response = grade(gateway)
         assert response.status_code == 503
         assert response.json()["error"]["code"] == "model_unavailable"

@@ -1,4 +1,8 @@
-"""``/livez`` (process alive) and ``/readyz`` (the model version is served and fits)."""
+"""``/livez`` (process alive) and ``/readyz`` (the model version is served and fits).
+
+The same handlers also answer the Open Inference Protocol v2 paths ``/v2/health/live`` and
+``/v2/health/ready`` (KServe-style probes and tools): one implementation, two paths each.
+"""
 
 from __future__ import annotations
 
@@ -13,17 +17,25 @@ from gateway.results import ModelInfo
 router = APIRouter(tags=["operations"])
 
 
-@router.get("/livez", response_model=LiveResponse, summary="Liveness: the process answers")
+_LIVE = "Liveness: the process answers"
+_READY = "Readiness: the model version is AVAILABLE and its signature fits"
+
+
+@router.get("/v2/health/live", response_model=LiveResponse, summary=_LIVE)
+@router.get("/livez", response_model=LiveResponse, summary=_LIVE)
 async def livez() -> LiveResponse:
     """Always 200 while the event loop runs; never checks dependencies."""
     return LiveResponse()
 
 
 @router.get(
-    "/readyz",
+    "/v2/health/ready",
     response_model=ReadyResponse,
-    summary="Readiness: the model version is AVAILABLE and its signature fits",
+    summary=_READY,
     responses=error_responses("not_ready"),
+)
+@router.get(
+    "/readyz", response_model=ReadyResponse, summary=_READY, responses=error_responses("not_ready")
 )
 async def readyz(service: ServiceDep, settings: SettingsDep, metrics: MetricsDep) -> ReadyResponse:
     """503 ``not_ready`` with the reason when the model server is unreachable, the version is
