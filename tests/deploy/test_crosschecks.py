@@ -326,8 +326,18 @@ def test_service_selectors_and_target_ports_match_pods(docs):
 
 def test_gateway_reaches_tfserving_where_its_settings_say(docs):
     target = pod_env(docs, deployment(docs, "gateway"), "gateway")["DRG_TFSERVING_TARGET"]
-    host, port = target.rsplit(":", 1)
+    # dns:///<service>.<namespace>.svc.cluster.local:<port> on a headless Service: gRPC gets
+    # every pod's address and round_robin spreads the calls (a ClusterIP pins one pod).
+    match = re.fullmatch(r"dns:///([a-z0-9-]+)\.([a-z0-9-]+)\.svc\.cluster\.local:(\d+)", target)
+    assert match, target
+    host, namespace, port = match.groups()
     service = one(docs, "Service", host)
+    assert service["spec"].get("clusterIP") == "None", "round_robin needs a headless Service"
+    assert (
+        namespace
+        == service["metadata"]["namespace"]
+        == deployment(docs, "gateway")["metadata"]["namespace"]
+    )
     service_port = next(p for p in service["spec"]["ports"] if p["port"] == int(port))
     grpc = container_port(deployment(docs, "tfserving"), "tfserving", service_port["targetPort"])
     assert f"--port={grpc}" in container(deployment(docs, "tfserving"), "tfserving")["args"]
