@@ -4,23 +4,16 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 from demo.quiet import QUIET_ENV
+from harness.processes import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # glog/absl lines (I0000 00:00:..., W1203 ...), absl's pre-init notice, TF's CPU-feature notice.
 TF_NOISE = re.compile(r"^([IWEF]\d{4} |WARNING: All log messages|To enable the following)", re.M)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _run(args: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
@@ -47,7 +40,7 @@ def test_model_demo_finds_the_export_without_tensorflow(model_root: Path) -> Non
 
 
 def test_demo_prints_table_and_url_without_tf_noise(model_root: Path, tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     proc = _run(
         [
             "demo",
