@@ -65,6 +65,9 @@ ERRORS: dict[str, ErrorSpec] = {
     "backend_rejected_input": ErrorSpec(422, "The model server rejected the input tensor."),
     "backend_error": ErrorSpec(502, "The model server failed."),
     "model_mismatch": ErrorSpec(503, "The served model does not match the gateway."),
+    "store_unavailable": ErrorSpec(
+        503, "The results store cannot be reached; nothing was stored, send it again later."
+    ),
     "not_ready": ErrorSpec(503, "The gateway is not ready."),
     "internal_error": ErrorSpec(500, "An unexpected gateway fault (a bug); logged."),
 }

@@ -26,6 +26,8 @@ from gateway.logs import peer_fields, request_id_var
 from gateway.metrics import GatewayMetrics
 from gateway.pacs.intake import PacsIntake
 from gateway.settings import Settings
+from gateway.store.migrate import SchemaOutOfDate
+from gateway.store.results import StoreUnavailable
 
 logger = logging.getLogger("gateway")
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
@@ -61,7 +63,14 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     await backend.start()
     app.state.service = GradingService(backend, settings, app.state.metrics)
     if settings.pacs_enabled:
-        app.state.pacs = await PacsIntake.open(settings, app.state.service, app.state.metrics)
+        try:
+            app.state.pacs = await PacsIntake.open(settings, app.state.service, app.state.metrics)
+        except (SchemaOutOfDate, StoreUnavailable) as error:
+            # Refuse to start: a gateway must not accept STOW-RS it cannot store.
+            message = f"results store {settings.database.describe()}: {error}"
+            logger.error(message, extra={"event": "store_refused"})
+            await backend.close()
+            raise RuntimeError(message) from None
     if settings.auth == "disabled":
         logger.warning(
             "authentication is DISABLED (demo mode): anyone who can reach %s:%s can grade",

@@ -140,11 +140,23 @@ class GatewayMetrics:
             registry=r,
         )
         self.pacs_outbox_pending = Gauge(
-            "drg_pacs_outbox_pending", "Results not yet accepted by the PACS.", registry=r
+            "drg_pacs_outbox_pending",
+            "Results not yet accepted by the PACS, store-wide (every replica reports the same).",
+            registry=r,
         )
         self.pacs_outbox_oldest_age = Gauge(
             "drg_pacs_outbox_oldest_pending_seconds",
-            "Age of the oldest result not yet accepted by the PACS (0 when none).",
+            "Age of the oldest result not yet accepted by the PACS, store-wide (0 when none).",
+            registry=r,
+        )
+        self.store_up = Gauge(
+            "drg_store_up",
+            "1 when this replica's last results-store call succeeded, else 0.",
+            registry=r,
+        )
+        self.results_purged = Counter(
+            "drg_results_purged_total",
+            "Delivered results deleted after DRG_RESULTS_RETENTION_DAYS.",
             registry=r,
         )
         for outcome in ("graded", "ungradable", "duplicate", "conflict", "refused"):

@@ -13,6 +13,21 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from gateway.store.config import (
+    DEFAULT_DATABASE_URL,
+    DatabaseSettings,
+    check_database_settings,
+)
+
+REMOVED_VARIABLES = {
+    "DRG_PACS_OUTBOX_PATH": (
+        "DRG_PACS_OUTBOX_PATH is gone: results live in the store named by DRG_DATABASE_URL "
+        "(default sqlite:///var/drg.sqlite3); move pending results with `python -m "
+        "gateway.store import-outbox OLD_FILE`"
+    ),
+}
+"""Variables of earlier versions, refused with what replaces them."""
+
 MAX_MODEL_VERSION = 2**63 - 1
 """TF Serving model versions are int64: a larger number is a validation error, not a protobuf
 overflow on every request."""
@@ -85,7 +100,6 @@ class Settings(BaseSettings):
 
     # PACS round trip (gateway/pacs, docs/pacs.md): off unless enabled.
     pacs_enabled: bool = False
-    pacs_outbox_path: Path = Path("var/outbox.sqlite3")
     pacs_stow_url: str | None = Field(None, pattern=r"^https?://\S+$")
     pacs_auth: Literal["none", "basic", "bearer"] = "none"
     pacs_username: str | None = None
@@ -98,11 +112,32 @@ class Settings(BaseSettings):
     pacs_max_parts: int = Field(
         20, ge=1, le=1000, description="instances per STOW-RS request; more: 413 too_many_parts"
     )
+    # Delivery by several replicas (gateway/pacs/worker.py): a claimed SR is leased for this
+    # long (more than one STOW-RS call may take); every replica looks for due work this often.
+    pacs_lease_s: float = Field(120.0, gt=0)
+    pacs_poll_s: float = Field(15.0, gt=0)
+
+    # The results store (gateway/store, docs/pacs.md "What is stored"): SQLite embedded (one
+    # process, upgrades itself) or PostgreSQL (several replicas; `python -m gateway.store
+    # upgrade` first). The password never sits in the URL: it is read from a file.
+    database_url: str = DEFAULT_DATABASE_URL
+    database_password_file: Path | None = None
+    database_sslmode: (
+        Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] | None
+    ) = None
+    database_sslrootcert: Path | None = None
+    database_connect_timeout_s: float = Field(5.0, gt=0)
+    results_retention_days: float = Field(
+        30.0, gt=0, description="delivered results older than this are deleted"
+    )
 
     @model_validator(mode="before")
     @classmethod
     def _refuse_unknown_variables(cls, data: Any) -> Any:
         """A misspelt DRG_ variable would silently fall back to a default: refuse it."""
+        removed = [message for name, message in REMOVED_VARIABLES.items() if name in os.environ]
+        if removed:
+            raise ValueError("; ".join(removed))
         known = {f"DRG_{name.upper()}" for name in cls.model_fields}
         unknown = sorted(k for k in os.environ if k.startswith("DRG_") and k.upper() not in known)
         if unknown:
@@ -165,7 +200,30 @@ class Settings(BaseSettings):
                 raise ValueError(f"DRG_{name.upper()} {path} does not exist")
         if self.pacs_retry_max_s < self.pacs_retry_initial_s:
             raise ValueError("DRG_PACS_RETRY_MAX_S must be >= DRG_PACS_RETRY_INITIAL_S")
+        if self.pacs_lease_s <= self.pacs_timeout_s:
+            raise ValueError(
+                "DRG_PACS_LEASE_S must exceed DRG_PACS_TIMEOUT_S (a lease that ends while its SR "
+                "is still being sent lets another replica send it too)"
+            )
         return self
+
+    @model_validator(mode="after")
+    def _check_database(self) -> Settings:
+        check_database_settings(
+            self.database_url, self.database_password_file, self.database_sslrootcert
+        )
+        return self
+
+    @property
+    def database(self) -> DatabaseSettings:
+        """What the store needs to connect (gateway/store/config.py)."""
+        return DatabaseSettings(
+            url=self.database_url,
+            password_file=self.database_password_file,
+            sslmode=self.database_sslmode,
+            sslrootcert=self.database_sslrootcert,
+            connect_timeout_s=self.database_connect_timeout_s,
+        )
 
     @property
     def binds_loopback_only(self) -> bool:

@@ -83,6 +83,11 @@ class PostgresServer:
         """The SQLAlchemy URL of another database on this server (see ``create_database``)."""
         return f"postgresql+psycopg://{self.user}:{self.password}@127.0.0.1:{self.port}/{database}"
 
+    def settings_url(self, database: str | None = None) -> str:
+        """``DRG_DATABASE_URL`` for a database here: no password (the gateway reads it from
+        ``password_file``, as from a mounted Secret)."""
+        return f"postgresql://{self.user}@127.0.0.1:{self.port}/{database or self.database}"
+
     def _server_cmd(self, binary: str, *args: str) -> list[str]:
         prefix = ["runuser", "-u", SUPERUSER, "--"] if self.as_root else []
         return [*prefix, str(self.bindir / binary), *args]

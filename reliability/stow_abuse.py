@@ -171,7 +171,7 @@ def run(model_root: Path, workdir: Path) -> dict[str, Any]:
     options = {
         "keys_file": keys,
         "pacs_enabled": "true",
-        "pacs_outbox_path": str(workdir / "outbox.sqlite3"),
+        "database_url": f"sqlite:///{workdir / 'drg.sqlite3'}",
     }
     with running_stack(model_root, workdir, **options) as stack:
         return {

@@ -1,4 +1,4 @@
-"""The PACS dataplane: one received DICOM instance -> grade -> SR -> outbox, independent of HTTP.
+"""The PACS dataplane: one received DICOM instance -> grade -> SR -> store, independent of HTTP.
 
 Patient and study attributes stay inside the parsed dataset and the SR bytes; log lines,
 metric labels and error messages carry only codes, counts, client names and model versions:
@@ -8,7 +8,9 @@ Bounded work per request: the parts were counted by ``stow.split_body``; each pa
 a worker thread under the inference limiter's slot (the same budget as gradings, so hostile
 bodies cannot starve them) with a bounded number of reads (``gateway.pacs.dataset``); the
 request has one deadline, and instances not finished by then fail with ``request_timeout``
-(the PACS resends them) while those already graded stay stored.
+(the PACS resends them) while those already graded stay stored. A results store that cannot be
+reached fails the instance with 503 ``store_unavailable`` (the PACS resends it): nothing is
+reported stored that was not committed.
 """
 
 from __future__ import annotations
@@ -17,10 +19,11 @@ import asyncio
 import logging
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydicom.dataset import Dataset
 from pydicom.uid import UID
@@ -34,16 +37,19 @@ from gateway.grading import EyeOutcome, GradingService, ImageInput
 from gateway.limits import InferenceLimiter, in_threads
 from gateway.metrics import GatewayMetrics
 from gateway.pacs import dataset, sr, stow
-from gateway.pacs.outbox import Outbox, OutboxRow, compare
 from gateway.pacs.stow import InstanceResult
 from gateway.pacs.worker import DeliveryWorker
 from gateway.results import eye_result
 from gateway.settings import Settings
+from gateway.store.results import ResultRow, ResultStore, StoreUnavailable, compare
 
 if TYPE_CHECKING:
     from gateway.pacs.client import StowClient
 
 logger = logging.getLogger("gateway.pacs")
+T = TypeVar("T")
+STORE_RETRY_S = 10
+"""Retry-After for ``store_unavailable`` (a database restart or failover takes seconds)."""
 
 
 @dataclass
@@ -60,12 +66,12 @@ class PacsIntake:
     def __init__(
         self,
         grading: GradingService,
-        outbox: Outbox,
+        store: ResultStore,
         worker: DeliveryWorker | None,
         metrics: GatewayMetrics,
         settings: Settings,
     ) -> None:
-        self.outbox = outbox
+        self.results = store
         self._grading = grading
         self._worker = worker
         self._metrics = metrics
@@ -75,24 +81,31 @@ class PacsIntake:
     async def open(
         cls, settings: Settings, grading: GradingService, metrics: GatewayMetrics
     ) -> PacsIntake:
-        """Open the outbox and start the delivery worker (when a STOW-RS URL is configured)."""
-        outbox = await asyncio.to_thread(Outbox, settings.pacs_outbox_path)
+        """Open the store and start the delivery worker (when a STOW-RS URL is configured).
+
+        Raises ``SchemaOutOfDate`` or ``StoreUnavailable``: the gateway then refuses to start.
+        """
+        store = await asyncio.to_thread(ResultStore.open, settings.database)
         worker = None
         if settings.pacs_stow_url:
             worker = DeliveryWorker(
-                outbox,
+                store,
                 stow_client(settings),
                 metrics,
                 initial_backoff_s=settings.pacs_retry_initial_s,
                 max_backoff_s=settings.pacs_retry_max_s,
+                lease_s=settings.pacs_lease_s,
+                poll_s=settings.pacs_poll_s,
+                retention_s=settings.results_retention_days * 86400,
             )
             worker.start()
         else:
             logger.warning(
-                "DRG_PACS_STOW_URL is not set: results are kept in the outbox, not delivered",
+                "DRG_PACS_STOW_URL is not set: results are kept in the store, not delivered",
                 extra={"event": "pacs_delivery_disabled"},
             )
-        return cls(grading, outbox, worker, metrics, settings)
+        metrics.store_up.set(1)
+        return cls(grading, store, worker, metrics, settings)
 
     @property
     def limiter(self) -> InferenceLimiter:
@@ -100,14 +113,30 @@ class PacsIntake:
         return self._grading.limiter
 
     async def close(self) -> None:
-        """Stop the worker (pending rows stay in the outbox) and close the database."""
+        """Stop the worker (pending rows stay in the store) and close the database."""
         if self._worker is not None:
             await self._worker.stop()
-        await asyncio.to_thread(self.outbox.close)
+        await asyncio.to_thread(self.results.close)
 
-    async def lookup(self, sop_instance_uid: str) -> OutboxRow | None:
-        """The stored result of a source instance."""
-        return await asyncio.to_thread(self.outbox.get, sop_instance_uid)
+    async def lookup(self, sop_instance_uid: str) -> ResultRow | None:
+        """The stored result of a source instance (503 ``store_unavailable`` when unreachable)."""
+        return await self._stored(self.results.get, sop_instance_uid)
+
+    async def check_store(self) -> None:
+        """One round trip to the store (readiness); ``store_unavailable`` when it fails."""
+        await self._stored(self.results.ping)
+
+    async def _stored(self, call: Callable[..., T], *args: Any) -> T:
+        """Run a store call in a thread; an unreachable store becomes ``store_unavailable``."""
+        try:
+            value = await asyncio.to_thread(call, *args)
+        except StoreUnavailable as error:
+            self._metrics.store_up.set(0)
+            raise ApiError(
+                "store_unavailable", f"{error}; send it again later", retry_after_s=STORE_RETRY_S
+            ) from None
+        self._metrics.store_up.set(1)
+        return value
 
     async def store_all(
         self,
@@ -204,7 +233,7 @@ class PacsIntake:
     ) -> str:
         """Grade (unless already graded by this model version) and queue; return the outcome."""
         served = await self._grading.resolve(selector, self._settings.backend_timeout_s)
-        existing = await asyncio.to_thread(self.outbox.get, sop_uid)
+        existing = await self._stored(self.results.get, sop_uid)
         if existing is not None:
             known = compare(existing.content_sha256, digest, _same_model(existing, served))
             if known == "conflict":
@@ -220,25 +249,23 @@ class PacsIntake:
         sr_dataset = await asyncio.to_thread(sr.build_sr, source, finding, datetime.now(UTC))
         sr_bytes = await asyncio.to_thread(sr.encode, sr_dataset)
         result = _result_document(source, sr_dataset, eye, graded.served)
-        stored = await asyncio.to_thread(
-            self.outbox.put,
+        stored = await self._stored(
+            partial(self.results.put, sender=sender, content_sha256=digest),
             sop_uid,
             graded.served.name,
             graded.served.version,
             str(sr_dataset.SOPInstanceUID),
             result,
             sr_bytes,
-            sender=sender,
-            content_sha256=digest,
         )
         self._notify()
         if stored == "conflict":  # another request stored other content meanwhile
-            raise self._conflict(await asyncio.to_thread(self.outbox.get, sop_uid), sender)
+            raise self._conflict(await self._stored(self.results.get, sop_uid), sender)
         if stored == "duplicate":
             return "duplicate"
         return "graded" if eye.preprocessed.quality.gradable else "ungradable"
 
-    def _conflict(self, existing: OutboxRow | None, sender: str | None) -> ApiError:
+    def _conflict(self, existing: ResultRow | None, sender: str | None) -> ApiError:
         """Log the conflict (client names only: no UID, no patient data) and build its error."""
         owner = existing.sender if existing is not None else None
         logger.warning(
@@ -306,7 +333,7 @@ def _check_uids(*uids: str) -> None:
             raise ApiError("invalid_image", "the instance carries a malformed UID")
 
 
-def _same_model(row: OutboxRow | None, served: ServedModel) -> bool:
+def _same_model(row: ResultRow | None, served: ServedModel) -> bool:
     return row is not None and (row.model_name, row.model_version) == (
         served.name,
         served.version,
@@ -338,7 +365,7 @@ def _finding(eye: EyeOutcome, served: ServedModel) -> sr.Finding:
 def _result_document(
     source: Dataset, sr_dataset: Dataset, eye: EyeOutcome, served: ServedModel
 ) -> dict[str, Any]:
-    """The JSON result kept in the outbox: UIDs and the grading, no patient attributes."""
+    """The JSON result kept in the store: UIDs and the grading, no patient attributes."""
     sop_class, sop_uid, study_uid, series_uid = sr.source_uids(source)
     return {
         "sop_instance_uid": sop_uid,

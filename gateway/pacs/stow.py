@@ -46,6 +46,7 @@ FAILURE_REASONS: dict[str, int] = {
     "payload_too_large": OUT_OF_RESOURCES,
     "overloaded": OUT_OF_RESOURCES,
     "backend_overloaded": OUT_OF_RESOURCES,
+    "store_unavailable": OUT_OF_RESOURCES,
     "instance_conflict": DUPLICATE_SOP_INSTANCE,
 }
 """Gateway error code -> STOW-RS Failure Reason; anything else is a processing failure."""

@@ -2,8 +2,11 @@
 
 * ``sqlite:///path``: the embedded default. Every connection turns on WAL (readers never block
   the writer), ``synchronous=FULL`` (a committed result survives a power cut, as in the outbox),
-  foreign keys and a busy timeout (a second writer waits instead of failing at once).
-* ``postgresql://...``: the cluster engine, always through psycopg 3 (``postgresql+psycopg``).
+  foreign keys and a busy timeout (a second writer waits instead of failing at once). Every
+  transaction starts with ``BEGIN IMMEDIATE``: a read-then-write cannot fail half-way on a lock
+  upgrade (pysqlite's own deferred BEGIN is turned off, as SQLAlchemy's docs advise).
+* ``postgresql://...``: the cluster engine, always through psycopg 3 (``postgresql+psycopg``),
+  with a statement timeout so a stuck server cannot hold a request past its deadline.
 
 Messages name a URL only as ``render_as_string(hide_password=True)``: never the password.
 """
@@ -18,6 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, make_url
 
 BUSY_TIMEOUT_MS = 5000
+STATEMENT_TIMEOUT_MS = 15000
 _POSTGRES_NAMES = ("postgresql", "postgres", "postgresql+psycopg")
 _SQLITE_NAMES = ("sqlite", "sqlite+pysqlite")
 
@@ -45,6 +49,7 @@ def normalize_url(url: str | URL) -> URL:
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     """Per-connection SQLite settings (PRAGMAs do not persist, except journal_mode)."""
     assert isinstance(dbapi_connection, sqlite3.Connection)
+    dbapi_connection.isolation_level = None  # SQLAlchemy emits BEGIN (below), not pysqlite
     cursor = dbapi_connection.cursor()
     try:
         cursor.execute("PRAGMA journal_mode=WAL")
@@ -65,6 +70,15 @@ def make_engine(url: str | URL) -> sa.Engine:
             parsed, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000}, pool_pre_ping=True
         )
         sa.event.listen(engine, "connect", _sqlite_pragmas)
+        sa.event.listen(engine, "begin", _begin_immediate)
         return engine
     # pre-ping: a PostgreSQL restart or failover drops pooled connections.
-    return sa.create_engine(parsed, pool_pre_ping=True)
+    return sa.create_engine(
+        parsed,
+        pool_pre_ping=True,
+        connect_args={"options": f"-c statement_timeout={STATEMENT_TIMEOUT_MS}"},
+    )
+
+
+def _begin_immediate(conn: sa.Connection) -> None:
+    conn.exec_driver_sql("BEGIN IMMEDIATE")

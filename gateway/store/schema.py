@@ -1,7 +1,7 @@
 """The store's live schema (SQLAlchemy Core): what the code reads and writes.
 
-Version 1 of the store holds what the PACS outbox (``gateway/pacs/outbox.py``, schema v2) holds
-today, plus nullable lease columns so several gateway replicas can share delivery: a worker
+Version 1 of the store holds what the PACS outbox (the per-pod SQLite file it replaced, schema v2)
+held, plus nullable lease columns so several gateway replicas can share delivery: a worker
 claims a due row by setting ``lease_owner`` and ``lease_expires_at``; an expired lease is free
 again. Times are UNIX seconds (floats), as in the outbox.
 

@@ -16,7 +16,7 @@ def gateway_fields(workdir: Path) -> dict[str, str]:
     return {
         "max_upload_bytes": str(UPLOAD_LIMIT),
         "pacs_enabled": "true",
-        "pacs_outbox_path": str(workdir / "outbox.sqlite3"),
+        "database_url": f"sqlite:///{workdir / 'drg.sqlite3'}",
         "backend_timeout_s": "15",
         "request_timeout_s": "30",
     }

@@ -213,7 +213,7 @@ class Gateway:
                 "DRG_PORT": str(GATEWAY_PORT),
                 "DRG_READINESS_CACHE_S": "0",
                 "DRG_PACS_ENABLED": "true",
-                "DRG_PACS_OUTBOX_PATH": str(workdir / "outbox" / "outbox.sqlite3"),
+                "DRG_DATABASE_URL": f"sqlite:///{workdir / 'store' / 'drg.sqlite3'}",
                 "DRG_PACS_STOW_URL": f"http://127.0.0.1:{ORTHANC_HTTP_PORT}/dicom-web",
                 "DRG_PACS_AUTH": "basic",
                 "DRG_PACS_USERNAME": ORTHANC_USER,

@@ -66,7 +66,7 @@ def pacs_gateway(
         keys,
         tfserving.target,
         pacs_enabled="true",
-        pacs_outbox_path=str(workdir / "outbox.sqlite3"),
+        database_url=f"sqlite:///{workdir / 'drg.sqlite3'}",
         pacs_max_parts=str(MAX_PARTS),
     )
     process.wait_ready()
@@ -164,8 +164,8 @@ def test_80_mib_of_zeros_is_refused_in_little_cpu_and_livez_keeps_answering(
 
 
 def outbox_row(gateway: GatewayProcess, uid: str) -> tuple[str | None, bytes | None]:
-    """(sender, SR bytes) of the row, read straight from the gateway's SQLite outbox."""
-    path = gateway.env["DRG_PACS_OUTBOX_PATH"]
+    """(sender, SR bytes) of the row, read straight from the gateway's SQLite store."""
+    path = gateway.env["DRG_DATABASE_URL"].removeprefix("sqlite:///")
     with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
         row = db.execute(
             "SELECT sender, sr_bytes FROM results WHERE source_sop_uid = ?", (uid,)

@@ -6,7 +6,7 @@ The same handlers also answer the Open Inference Protocol v2 paths ``/v2/health/
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 
 from gateway.api.deps import MetricsDep, ServiceDep, SettingsDep
 from gateway.api.responses import error_responses
@@ -37,11 +37,16 @@ async def livez() -> LiveResponse:
 @router.get(
     "/readyz", response_model=ReadyResponse, summary=_READY, responses=error_responses("not_ready")
 )
-async def readyz(service: ServiceDep, settings: SettingsDep, metrics: MetricsDep) -> ReadyResponse:
+async def readyz(
+    request: Request, service: ServiceDep, settings: SettingsDep, metrics: MetricsDep
+) -> ReadyResponse:
     """503 ``not_ready`` with the reason when the model server is unreachable, the version is
-    not AVAILABLE, or its signature does not match the card's PreprocessConfig."""
+    not AVAILABLE, its signature does not match the card's PreprocessConfig, or (PACS intake
+    on) the results store cannot be reached."""
     try:
         served = await service.readiness(timeout_s=min(settings.backend_timeout_s, 3.0))
+        if settings.pacs_enabled:
+            await request.app.state.pacs.check_store()
     except ApiError as error:
         metrics.ready.set(0)
         raise ApiError("not_ready", f"{error.code}: {error.message}") from None

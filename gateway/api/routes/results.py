@@ -18,8 +18,8 @@ from gateway.api.routes.dicomweb import IntakeDep
 from gateway.auth import ApiClient, ApiKeyStore, key_from_headers
 from gateway.clinical import DISCLAIMER
 from gateway.errors import ApiError
-from gateway.pacs.outbox import OutboxRow
 from gateway.results import EyeResult, ModelInfo
+from gateway.store.results import ResultRow
 
 router = APIRouter(tags=["pacs"])
 
@@ -87,7 +87,7 @@ def require_results_scope(
     )
 
 
-def may_read(client: ApiClient | None, row: OutboxRow) -> bool:
+def may_read(client: ApiClient | None, row: ResultRow) -> bool:
     """The sender of the instance, or an admin (``None``: DRG_AUTH=disabled, the demo)."""
     if client is None or READ_ALL_SCOPE in client.scopes:
         return True
@@ -102,7 +102,9 @@ def _time(value: float | None) -> datetime | None:
     "/v1/results/{sop_instance_uid}",
     response_model=PacsResult,
     summary="The grading of an instance sent by the PACS, and the delivery state of its SR",
-    responses=error_responses("not_found", "unauthorized", "forbidden", "invalid_parameter"),
+    responses=error_responses(
+        "not_found", "unauthorized", "forbidden", "invalid_parameter", "store_unavailable"
+    ),
 )
 async def get_result(
     sop_instance_uid: Annotated[str, Path(max_length=64, pattern=UID_PATTERN)],
@@ -110,7 +112,7 @@ async def get_result(
     intake: IntakeDep,
 ) -> PacsResult:
     """404 ``not_found`` until the instance has been received and graded, and for a result
-    this client may not read."""
+    this client may not read. Any replica answers: the store is shared."""
     row = await intake.lookup(sop_instance_uid)
     if row is None or not may_read(client, row):
         raise ApiError("not_found", "no result for this SOP Instance UID")
