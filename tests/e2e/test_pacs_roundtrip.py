@@ -8,55 +8,20 @@ gateway's log, and always deletes the namespace (ending any process of ours stil
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import shutil
-import signal
 import subprocess
 import sys
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from harness.processes import REPO_ROOT
-from tests.e2e.pacs_scenario import PHI_STRINGS, PLUGIN
+from tests.e2e.pacs_scenario import PHI_STRINGS
 from tests.integration.conftest import API_KEY, PACS_ONLY_KEY
 
 pytestmark = pytest.mark.slow
-
-
-def _ip(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["ip", *args], capture_output=True, text=True, check=False, timeout=30)
-
-
-@pytest.fixture
-def netns() -> Iterator[str]:
-    """A fresh network namespace with only loopback; deleted afterwards."""
-    if shutil.which("Orthanc") is None or not PLUGIN.is_file():
-        pytest.skip(
-            "Orthanc or its DICOMweb plugin is not installed (apt: orthanc orthanc-dicomweb)"
-        )
-    if shutil.which("ip") is None or os.geteuid() != 0:
-        pytest.skip("needs root and iproute2 ('ip netns') to isolate Orthanc")
-    name = f"drg-e2e-{uuid.uuid4().hex[:8]}"
-    created = _ip("netns", "add", name)
-    if created.returncode != 0:
-        pytest.skip(f"cannot create a network namespace: {created.stderr.strip()}")
-    try:
-        up = _ip("-n", name, "link", "set", "lo", "up")
-        assert up.returncode == 0, up.stderr
-        yield name
-    finally:
-        # The driver stops Orthanc and the gateway itself; end any leftover (ours, by pid).
-        for pid in _ip("netns", "pids", name).stdout.split():
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(int(pid), signal.SIGKILL)
-        time.sleep(0.2)
-        _ip("netns", "delete", name)
 
 
 def test_pacs_roundtrip_through_orthanc(
