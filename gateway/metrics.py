@@ -24,6 +24,8 @@ from contract.grades import NUM_GRADES, REFERABLE_MIN_GRADE
 # `python -m bench.tfserving_sizing`); an exam is two images. The alert rules
 # (observability/prometheus/recording_rules.yml) read the bucket at exactly these bounds.
 LATENCY_SLO_S = {"/v1/grade": 8.0, "/v1/exams": 10.5}
+STORE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0)
+"""Store calls take milliseconds; a whole second means a database in trouble."""
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 8.0, 10.5, 15.0, 30.0)
 CONFIDENCE_BUCKETS = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
 
@@ -152,6 +154,13 @@ class GatewayMetrics:
         self.store_up = Gauge(
             "drg_store_up",
             "1 when this replica's last results-store call succeeded, else 0.",
+            registry=r,
+        )
+        self.store_duration = Histogram(
+            "drg_store_duration_seconds",
+            "Results-store calls made while serving a request (PACS intake, result reads).",
+            ["operation"],
+            buckets=STORE_BUCKETS,
             registry=r,
         )
         self.results_purged = Counter(

@@ -128,6 +128,7 @@ class PacsIntake:
 
     async def _stored(self, call: Callable[..., T], *args: Any) -> T:
         """Run a store call in a thread; an unreachable store becomes ``store_unavailable``."""
+        started = time.perf_counter()
         try:
             value = await asyncio.to_thread(call, *args)
         except StoreUnavailable as error:
@@ -135,6 +136,11 @@ class PacsIntake:
             raise ApiError(
                 "store_unavailable", f"{error}; send it again later", retry_after_s=STORE_RETRY_S
             ) from None
+        finally:
+            operation = (call.func if isinstance(call, partial) else call).__name__
+            self._metrics.store_duration.labels(operation=operation).observe(
+                time.perf_counter() - started
+            )
         self._metrics.store_up.set(1)
         return value
 

@@ -58,6 +58,7 @@ def test_only_server_side_faults_are_5xx() -> None:
         "model_unavailable",
         "backend_overloaded",
         "backend_timeout",
+        "store_unavailable",
         "backend_error",
         "model_mismatch",
         "not_ready",
