@@ -171,19 +171,14 @@ DASHBOARD_SPECS = (
                 "Ready gateways", (Query(f"sum(drg_ready{{{GATEWAY}}})", "ready"),), kind="stat"
             ),
             PanelSpec(
-                "PACS outbox: results pending",
-                (Query(f"sum by (pod) (drg_pacs_outbox_pending{{{GATEWAY}}})", "{{pod}}"),),
-                description="SRs not yet accepted by the PACS, per gateway pod (alert: "
-                "DRGPacsOutboxBacklog).",
+                "PACS: results pending",
+                (Query(f"max(drg_pacs_outbox_pending{{{GATEWAY}}})", "pending"),),
+                description="SRs not yet accepted by the PACS, in the shared results store "
+                "(every pod reports the same count; alert: DRGPacsOutboxBacklog).",
             ),
             PanelSpec(
-                "PACS outbox: oldest pending result",
-                (
-                    Query(
-                        f"max by (pod) (drg_pacs_outbox_oldest_pending_seconds{{{GATEWAY}}})",
-                        "{{pod}}",
-                    ),
-                ),
+                "PACS: oldest pending result",
+                (Query(f"max(drg_pacs_outbox_oldest_pending_seconds{{{GATEWAY}}})", "oldest"),),
                 "s",
                 description="Age of the oldest SR waiting for the PACS (alert: "
                 "DRGPacsDeliveryStalled above 30 min).",
@@ -200,6 +195,19 @@ DASHBOARD_SPECS = (
                 stacked=True,
                 description="STOW-RS pushes of SRs: delivered, refused (by the PACS), "
                 "unavailable (PACS down). Alert: DRGPacsDeliveryFailing.",
+            ),
+            PanelSpec(
+                "Results store: call latency p95 by operation",
+                (
+                    Query(
+                        "histogram_quantile(0.95, sum by (le, operation) "
+                        f"(rate(drg_store_duration_seconds_bucket{{{GATEWAY}}}[$__rate_interval])))",
+                        "{{operation}}",
+                    ),
+                ),
+                "s",
+                description="Database calls inside PACS requests (DRG_DATABASE_URL). "
+                "store_unavailable answers: alert DRGResultsStoreUnavailable.",
             ),
         ),
     ),
