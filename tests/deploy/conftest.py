@@ -103,6 +103,31 @@ def container(deployment: dict[str, Any], name: str, init: bool = False) -> dict
     raise AssertionError(f"{deployment['metadata']['name']} has no {key} {name}")
 
 
+def secret_files_as_stand_ins(
+    dep: dict[str, Any], env: dict[str, str], tmp_path: Path
+) -> dict[str, str]:
+    """``env`` with each file setting under a Secret mount of the gateway pointed at a stand-in.
+
+    Asserts that the Secret volume provides the file (its ``items``, or every key without
+    them); the stand-in holds an API-key line, which any of these files accepts as content.
+    """
+    mounts = container(dep, "gateway").get("volumeMounts", [])
+    volumes = {v["name"]: v for v in dep["spec"]["template"]["spec"].get("volumes", [])}
+    out = dict(env)
+    for key, value in env.items():
+        mount = next((m for m in mounts if value.startswith(m["mountPath"] + "/")), None)
+        if mount is None or "secret" not in volumes[mount["name"]]:
+            continue
+        relative = value[len(mount["mountPath"]) + 1 :]
+        items = volumes[mount["name"]]["secret"].get("items")
+        assert items is None or relative in [i["path"] for i in items], f"{key}: {value}"
+        stand_in = tmp_path / mount["name"] / relative
+        stand_in.parent.mkdir(parents=True, exist_ok=True)
+        stand_in.write_text("probe sha256:" + "0" * 64 + "\n")
+        out[key] = str(stand_in)
+    return out
+
+
 @contextmanager
 def clean_drg_env(values: dict[str, str]) -> Iterator[None]:
     """os.environ with exactly ``values`` as its DRG_ variables (Settings reads os.environ)."""

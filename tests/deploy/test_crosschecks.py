@@ -23,6 +23,7 @@ from tests.deploy.conftest import (
     container,
     objects,
     one,
+    secret_files_as_stand_ins,
 )
 
 # tensorflow_model_server's flags (tensorflow_serving/model_servers/main.cc, 2.x): a misspelt flag
@@ -144,18 +145,10 @@ def test_every_drg_variable_is_a_settings_field_and_the_settings_start(docs, tmp
         env = pod_env(docs, dep, "gateway")
         drg = {k: v for k, v in env.items() if k.startswith("DRG_")}
         assert set(drg) <= fields, f"not Settings fields: {set(drg) - fields}"
-        # The key file must come from the mounted Secret; point Settings at a real file there.
-        keys_path = drg["DRG_API_KEYS_FILE"]
-        mount = next(
-            m for m in container(dep, "gateway")["volumeMounts"]
-            if keys_path.startswith(m["mountPath"] + "/")
-        )  # fmt: skip
-        volume = next(v for v in pod_spec(dep)["volumes"] if v["name"] == mount["name"])
-        item_paths = [i["path"] for i in volume["secret"]["items"]]
-        assert keys_path[len(mount["mountPath"]) + 1 :] in item_paths
-        local_keys = tmp_path / "api_keys"
-        local_keys.write_text("probe sha256:" + "0" * 64 + "\n")
-        with clean_drg_env({**drg, "DRG_API_KEYS_FILE": str(local_keys)}):
+        # Key, database and PACS files come from mounted Secrets; Settings reads stand-ins.
+        local = secret_files_as_stand_ins(dep, drg, tmp_path / name)
+        assert local["DRG_API_KEYS_FILE"] != drg["DRG_API_KEYS_FILE"]
+        with clean_drg_env(local):
             settings = Settings()
         assert settings.environment == "production" and settings.auth == "enabled"
         assert settings.model_label == ("canary" if name == "gateway-canary" else "stable")
