@@ -22,7 +22,13 @@ import sqlalchemy as sa
 from gateway.store.config import DatabaseSettings, check_database_settings, from_environment
 from gateway.store.engine import make_engine
 from gateway.store.legacy_outbox import import_outbox
-from gateway.store.migrate import SchemaOutOfDate, check_current, current_revision, upgrade
+from gateway.store.migrate import (
+    SchemaOutOfDate,
+    check_current,
+    current_revision,
+    head_revision,
+    upgrade,
+)
 
 ACTIONS = ("upgrade", "current", "check", "import-outbox")
 
@@ -62,7 +68,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.action == "current":
             print(f"{where}: at {current_revision(engine) or 'nothing (never upgraded)'}")
         elif args.action == "check":
-            print(f"{where}: at {check_current(engine)} (head)")
+            revision = check_current(engine)
+            head = head_revision()
+            note = "head" if revision == head else f"newer than this code's {head}"
+            print(f"{where}: at {revision} ({note})")
         else:
             check_current(engine)
             copied, skipped = import_outbox(engine, args.file)

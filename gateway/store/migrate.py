@@ -74,12 +74,34 @@ def upgrade(engine: sa.Engine) -> str:
 
 
 def check_current(engine: sa.Engine) -> str:
-    """Raise :class:`SchemaOutOfDate` unless the database is at head; returns the revision."""
+    """Raise :class:`SchemaOutOfDate` when the database is older than the code; returns the
+    database's revision.
+
+    A revision this code does not know is newer: a release that migrated, then rolled back.
+    Migrations are additive for one release (docs/deploy.md), so the previous code still reads
+    and writes that schema: it starts, with a warning.
+    """
     current = current_revision(engine)
     head = head_revision()
-    if current != head:
-        where = "empty (never upgraded)" if current is None else current
-        raise SchemaOutOfDate(
-            f"database schema at {where}, code needs {head}: run `python -m gateway.store upgrade`"
+    if current == head:
+        return head
+    if current is not None and not _known(current):
+        log.warning(
+            "store %s is at %s, newer than this code's %s (a rollback?): starting",
+            safe_url(engine.url),
+            current,
+            head,
         )
-    return head
+        return current
+    where = "empty (never upgraded)" if current is None else current
+    raise SchemaOutOfDate(
+        f"database schema at {where}, code needs {head}: run `python -m gateway.store upgrade`"
+    )
+
+
+def _known(revision: str) -> bool:
+    """Whether ``revision`` is one of this code's migrations."""
+    try:
+        return ScriptDirectory.from_config(_config()).get_revision(revision) is not None
+    except Exception:  # alembic raises its own CommandError / ResolutionError for unknown ids
+        return False
