@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from contract import grades
-from contract.grades import GRADE_NAMES, REFERABLE_MIN_GRADE
+from contract.grades import GRADE_NAMES, REFERABLE_MIN_GRADE, VISION_THREATENING_MIN_GRADE
 
 Action = Literal[
     "rescreen_12_months", "refer_routine", "refer_soon", "refer_urgent", "retake_or_refer_in_person"
@@ -88,6 +88,12 @@ def ungradable_recommendation(reasons: tuple[str, ...] | list[str]) -> str:
     )
 
 
+MACULAR_OEDEMA_CAVEAT = (
+    "The model grades retinopathy only: it cannot detect diabetic macular oedema, which also "
+    "threatens vision; examine the macula clinically or with OCT."
+)
+
+
 @dataclass(frozen=True)
 class EyeFinding:
     """The per-eye facts the patient-level decision needs."""
@@ -97,34 +103,71 @@ class EyeFinding:
     grade: int | None
     referable: bool | None
 
+    @property
+    def vision_threatening(self) -> bool:
+        """Severe NPDR or worse (grade >= 3) in this eye."""
+        return self.grade is not None and self.grade >= VISION_THREATENING_MIN_GRADE
+
 
 @dataclass(frozen=True)
 class PatientReferral:
-    """Patient-level decision for an exam of both eyes."""
+    """Patient-level decision for an exam of one or both eyes."""
 
     action: Action
     referable: bool
     deciding_eye: Literal["left", "right"] | None
     worst_grade: int | None
     summary: str
+    vision_threatening: bool = False
+    insufficient_quality: bool = False
+    missing_eyes: tuple[Literal["left", "right"], ...] = ()
 
 
-def patient_referral(left: EyeFinding, right: EyeFinding) -> PatientReferral:
+def patient_referral(left: EyeFinding | None, right: EyeFinding | None) -> PatientReferral:
     """The worse eye decides; an ungradable eye (without a referable other eye) means an
-    in-person examination."""
-    gradable = [eye for eye in (left, right) if eye.gradable and eye.grade is not None]
-    ungradable = [eye.eye for eye in (left, right) if not eye.gradable]
+    in-person examination; an eye not sent (None) is named as missing, never assumed healthy."""
+    present = [eye for eye in (left, right) if eye is not None]
+    if not present:
+        raise ValueError("an exam needs at least one eye")
+    missing: tuple[Literal["left", "right"], ...] = tuple(
+        eye_name for eye_name, eye in _sides(left, right) if eye is None
+    )
+    decision = _decide(present)
+    note = f" The {missing[0]} eye was not examined: its status is unknown." if missing else ""
+    return PatientReferral(
+        decision.action,
+        decision.referable,
+        decision.deciding_eye,
+        decision.worst_grade,
+        decision.summary + note,
+        vision_threatening=any(eye.vision_threatening for eye in present),
+        insufficient_quality=any(not eye.gradable for eye in present),
+        missing_eyes=missing,
+    )
+
+
+def _sides(
+    left: EyeFinding | None, right: EyeFinding | None
+) -> tuple[tuple[Literal["left", "right"], EyeFinding | None], ...]:
+    return (("left", left), ("right", right))
+
+
+def _decide(eyes: list[EyeFinding]) -> PatientReferral:
+    gradable = [eye for eye in eyes if eye.gradable and eye.grade is not None]
+    ungradable = [eye.eye for eye in eyes if not eye.gradable]
     worst = max(gradable, key=lambda eye: (bool(eye.referable), eye.grade or 0), default=None)
     if worst is not None and worst.referable:
         assert worst.grade is not None
         action = action_for(worst.grade, True)
         label = grade_label(worst.grade)
         summary = f"Refer: the {worst.eye} eye shows {label} (grade {worst.grade})."
+        if worst.vision_threatening:
+            summary += " Vision-threatening retinopathy."
         return PatientReferral(action, True, worst.eye, worst.grade, summary)
     if ungradable:
-        eyes = " and ".join(ungradable)
+        eyes_text = " and ".join(ungradable)
         summary = (
-            f"The {eyes} eye image{'s are' if len(ungradable) > 1 else ' is'} not gradable: "
+            f"The {eyes_text} eye image{'s are' if len(ungradable) > 1 else ' is'} not gradable: "
             "retake, or refer for an in-person eye examination."
         )
         worst_grade = worst.grade if worst is not None else None
@@ -132,7 +175,7 @@ def patient_referral(left: EyeFinding, right: EyeFinding) -> PatientReferral:
             "retake_or_refer_in_person", False, ungradable[0], worst_grade, summary
         )
     assert worst is not None and worst.grade is not None
-    summary = (
-        f"No referable retinopathy in either eye (worse eye: {worst.eye}, grade {worst.grade})."
-    )
+    which = "either eye" if len(eyes) > 1 else f"the {worst.eye} eye"
+    detail = f"worse eye: {worst.eye}, " if len(eyes) > 1 else ""
+    summary = f"No referable retinopathy in {which} ({detail}grade {worst.grade})."
     return PatientReferral("rescreen_12_months", False, worst.eye, worst.grade, summary)

@@ -44,6 +44,10 @@ ERRORS: dict[str, ErrorSpec] = {
     "headers_too_large": ErrorSpec(431, "The request headers exceed the size or count limit."),
     "header_read_timeout": ErrorSpec(408, "The request headers did not arrive in time."),
     "body_read_timeout": ErrorSpec(408, "The request body did not arrive in time."),
+    "too_many_images": ErrorSpec(413, "More photographs of one eye than allowed."),
+    "laterality_mismatch": ErrorSpec(
+        422, "The DICOM ImageLaterality contradicts the eye the photograph was sent as."
+    ),
     "too_many_parts": ErrorSpec(413, "The STOW-RS request holds more instances than allowed."),
     "instance_conflict": ErrorSpec(
         409, "This SOP Instance UID was already received with different content."

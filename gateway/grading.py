@@ -162,11 +162,47 @@ class GradingService:
             inference_ms = 0.0
             if gradable:
                 started = time.perf_counter()
-                batch = np.stack([eye.preprocessed.image for eye in gradable])
-                served, prediction = await self._predict(batch, selector, served, explain, deadline)
+                served, prediction = await self._predict_all(
+                    [eye.preprocessed.image for eye in gradable],
+                    selector,
+                    served,
+                    explain,
+                    deadline,
+                )
                 inference_ms = (time.perf_counter() - started) * 1000
                 self._apply(prediction, gradable, served, explain)
         return GradingOutcome(served, eyes, preprocess_ms, inference_ms)
+
+    async def _predict_all(
+        self,
+        images: list[NDArray[np.uint8]],
+        selector: ModelSelector,
+        served: ServedModel,
+        explain: bool,
+        deadline: float,
+    ) -> tuple[ServedModel, Prediction]:
+        """Predict in calls of at most ``DRG_MAX_PREDICT_BATCH`` images (TF Serving refuses a
+        larger one), concurrently; every call must come from the same model version."""
+        size = self._settings.max_predict_batch
+        chunks = [np.stack(images[i : i + size]) for i in range(0, len(images), size)]
+        answers = await asyncio.gather(
+            *(self._predict(chunk, selector, served, explain, deadline) for chunk in chunks)
+        )
+        versions = {(answer.name, answer.version) for _, answer in answers}
+        if len(versions) > 1:
+            raise ApiError("model_unavailable", "the model changed during the request; retry")
+        if len(answers) == 1:
+            return answers[0]
+        predictions = [prediction for _, prediction in answers]
+        heatmaps = [p.heatmap for p in predictions if p.heatmap is not None]
+        return answers[0][0], Prediction(
+            name=predictions[0].name,
+            version=predictions[0].version,
+            probabilities=np.concatenate([p.probabilities for p in predictions]),
+            grade=np.concatenate([p.grade for p in predictions]),
+            referable_probability=np.concatenate([p.referable_probability for p in predictions]),
+            heatmap=np.concatenate(heatmaps) if len(heatmaps) == len(predictions) else None,
+        )
 
     async def _predict(
         self,
@@ -226,8 +262,10 @@ class GradingService:
         laterality = pre.laterality or item.laterality
         outcome = EyeOutcome(pre, laterality)
         if item.laterality and pre.laterality and item.laterality != pre.laterality:
-            outcome.warnings.append(
-                f"laterality_mismatch: sent as {item.laterality}, DICOM says {pre.laterality}"
+            raise ApiError(
+                "laterality_mismatch",
+                f"{item.field}: sent as {item.laterality}, but its DICOM ImageLaterality is "
+                f"{pre.laterality}; send it in the other eye's field (nothing was graded)",
             )
         if not pre.quality.gradable:
             self._metrics.ungradable_images.inc()

@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field
 from contract.grades import GRADE_NAMES
 from gateway import clinical
 from gateway.clinical import Action
+from gateway.exam import EyeExam
 from gateway.grading import EyeOutcome, GradingOutcome
 
 
@@ -60,14 +61,46 @@ class EyeResult(BaseModel):
     warnings: list[str] = Field(default_factory=list)
 
 
+class ExamEyeResult(BaseModel):
+    """One eye of an exam: every photograph's result, and the eye's (its worst gradable
+    photograph decides: ``gateway/exam.py``)."""
+
+    images: list[EyeResult] = Field(description="one entry per photograph, in the order sent")
+    deciding_image: int | None = Field(
+        None, description="index in images of the photograph that decides the eye"
+    )
+    quality: QualityInfo
+    grade: int | None = Field(None, ge=0, le=4, examples=[2])
+    grade_label: str | None = Field(None, examples=[GRADE_NAMES[2]])
+    probabilities: dict[str, float] | None = None
+    referable: bool | None = Field(None, examples=[True])
+    referable_probability: float | None = Field(None, examples=[0.85])
+    vision_threatening: bool | None = Field(
+        None, description="grade >= 3 (severe NPDR or PDR); macular oedema is not assessed"
+    )
+    action: Action
+    recommendation: str
+    laterality: Literal["L", "R"]
+
+
 class PatientResult(BaseModel):
-    """Patient-level decision from both eyes."""
+    """Patient-level decision from the eyes examined."""
 
     action: Action
     referable: bool
+    vision_threatening: bool = Field(
+        False, description="grade >= 3 in either eye (macular oedema is not assessed)"
+    )
+    insufficient_quality: bool = Field(
+        False, description="an eye was sent without a gradable photograph"
+    )
+    missing_eyes: list[Literal["left", "right"]] = Field(
+        default_factory=list, description="eyes not sent: their status is unknown"
+    )
     deciding_eye: Literal["left", "right"] | None
     worst_grade: int | None
     summary: str
+    caveat: str = clinical.MACULAR_OEDEMA_CAVEAT
 
 
 def eye_result(eye: EyeOutcome) -> EyeResult:
@@ -115,15 +148,40 @@ def timings(outcome: GradingOutcome, total_ms: float) -> Timings:
     )
 
 
-def patient_result(left: EyeOutcome, right: EyeOutcome) -> PatientResult:
-    """Patient-level referral from both eyes."""
+def exam_eye_result(exam: EyeExam) -> ExamEyeResult:
+    """JSON shape of one eye of an exam."""
+    deciding = exam.deciding
+    images = [eye_result(image) for image in exam.images]
+    chosen = images[exam.deciding_index] if exam.deciding_index is not None else None
+    return ExamEyeResult(
+        images=images,
+        deciding_image=exam.deciding_index,
+        quality=QualityInfo(
+            gradable=exam.gradable, score=round(exam.quality_score, 6), reasons=exam.quality_reasons
+        ),
+        grade=deciding.grade if deciding else None,
+        grade_label=chosen.grade_label if chosen else None,
+        probabilities=chosen.probabilities if chosen else None,
+        referable=chosen.referable if chosen else None,
+        referable_probability=chosen.referable_probability if chosen else None,
+        vision_threatening=exam.vision_threatening,
+        action=exam.action,
+        recommendation=exam.recommendation,
+        laterality="L" if exam.eye == "left" else "R",
+    )
+
+
+def patient_result(left: EyeExam | None, right: EyeExam | None) -> PatientResult:
+    """Patient-level referral from the eyes examined."""
     decision = clinical.patient_referral(
-        clinical.EyeFinding("left", left.grade is not None, left.grade, left.referable),
-        clinical.EyeFinding("right", right.grade is not None, right.grade, right.referable),
+        left.finding() if left else None, right.finding() if right else None
     )
     return PatientResult(
         action=decision.action,
         referable=decision.referable,
+        vision_threatening=decision.vision_threatening,
+        insufficient_quality=decision.insufficient_quality,
+        missing_eyes=list(decision.missing_eyes),
         deciding_eye=decision.deciding_eye,
         worst_grade=decision.worst_grade,
         summary=decision.summary,

@@ -67,6 +67,12 @@ class Settings(BaseSettings):
     # that does not fit what is left waits in the inference queue (503 when it is full).
     max_decoded_bytes: int = Field(160 * 1024 * 1024, ge=1024 * 1024)
     decode_memory_budget_bytes: int = Field(640 * 1024 * 1024, ge=16 * 1024 * 1024)
+    max_images_per_eye: int = Field(
+        4, ge=1, le=8, description="photographs per eye in POST /v1/exams; more: 413"
+    )
+    # TF Serving refuses a Predict larger than its max_batch_size (k8s/base/tfserving/
+    # batching.config: 2); an exam's photographs go in as many calls as that takes.
+    max_predict_batch: int = Field(2, ge=1, le=64)
     max_concurrent_inferences: int = Field(4, ge=1)
     max_queued_inferences: int = Field(32, ge=0)
     request_timeout_s: float = Field(30.0, gt=0)

@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from gateway.clinical import DISCLAIMER
-from gateway.results import EyeResult, ModelInfo, PatientResult, Timings
+from gateway.results import ExamEyeResult, EyeResult, ModelInfo, PatientResult, Timings
 
 
 class ErrorDetail(BaseModel):
@@ -34,12 +34,12 @@ class GradeResponse(EyeResult):
 
 
 class ExamResponse(BaseModel):
-    """``POST /v1/exams``: both eyes and the patient-level referral."""
+    """``POST /v1/exams``: each eye examined (null when not sent) and the patient-level referral."""
 
     request_id: str
     model: ModelInfo
-    left: EyeResult
-    right: EyeResult
+    left: ExamEyeResult | None
+    right: ExamEyeResult | None
     patient: PatientResult
     timings: Timings
     disclaimer: str = DISCLAIMER

@@ -48,6 +48,53 @@ async def read_files(request: Request, fields: tuple[str, ...]) -> dict[str, byt
         await form.close()
 
 
+async def read_file_lists(
+    request: Request, fields: tuple[str, ...], max_per_field: int
+) -> dict[str, list[bytes]]:
+    """Every file of each named (repeatable) field, in the order sent; at least one in all.
+
+    More than ``max_per_field`` in one field: 413 ``too_many_images`` (never a silent drop). A
+    file under any other name: 400 ``malformed_request`` (a typo must not lose a photograph).
+    """
+    limit = max_per_field * len(fields)
+    try:
+        form = await request.form(max_files=limit + 1, max_fields=limit + 8)
+    except Exception as error:  # python-multipart raises several types for broken bodies
+        if "too many files" in str(error).lower():
+            raise _too_many(max_per_field, fields) from None
+        raise ApiError(
+            "malformed_request", "the multipart/form-data body cannot be parsed"
+        ) from None
+    try:
+        files: dict[str, list[bytes]] = {name: [] for name in fields}
+        for name, value in form.multi_items():
+            if name not in files:
+                raise ApiError(
+                    "malformed_request",
+                    f"unknown multipart field {name!r}; send files as {' / '.join(fields)}",
+                )
+            if not isinstance(value, UploadFile):
+                raise ApiError("missing_field", f"multipart field {name!r} must be a file")
+            if len(files[name]) == max_per_field:
+                raise _too_many(max_per_field, fields)
+            files[name].append(await value.read())
+        if not any(files.values()):
+            raise ApiError(
+                "missing_field", f"send at least one photograph in {' or '.join(fields)}"
+            )
+        return files
+    finally:
+        await form.close()
+
+
+def _too_many(max_per_field: int, fields: tuple[str, ...]) -> ApiError:
+    return ApiError(
+        "too_many_images",
+        f"at most {max_per_field} photographs per eye ({', '.join(fields)}; "
+        "DRG_MAX_IMAGES_PER_EYE)",
+    )
+
+
 async def read_single_image(request: Request) -> bytes:
     """The image of ``POST /v1/grade``: multipart field ``image`` or the raw body."""
     kind = content_type(request)

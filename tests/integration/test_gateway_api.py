@@ -149,8 +149,17 @@ def test_exam_both_gradable(client: httpx.Client) -> None:
         assert patient["action"] == "rescreen_12_months"
 
 
-def test_exam_needs_both_eyes(client: httpx.Client) -> None:
-    assert_error(client.post("/v1/exams", files={"left": JPEG}), 400, "missing_field")
+def test_exam_of_one_eye_names_the_missing_one(client: httpx.Client) -> None:
+    body = client.post("/v1/exams", files={"left": JPEG}).json()
+    assert body["right"] is None
+    assert len(body["left"]["images"]) == 1
+    assert body["patient"]["missing_eyes"] == ["right"]
+    assert "right eye was not examined" in body["patient"]["summary"]
+    assert_error(
+        client.post("/v1/exams", data={"note": "x"}, files={"other": JPEG}),
+        400,
+        "malformed_request",
+    )
     assert_error(client.post("/v1/exams", content=JPEG), 415, "unsupported_media_type")
 
 

@@ -1,4 +1,5 @@
-"""``POST /v1/exams``: both eyes of one patient and the patient-level referral."""
+"""``POST /v1/exams``: one screening visit, 1 to ``DRG_MAX_IMAGES_PER_EYE`` photographs per eye,
+one result per eye and one patient-level decision."""
 
 from __future__ import annotations
 
@@ -7,17 +8,24 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 
-from gateway.api.deps import DeadlineDep, GradeClientDep, SelectorDep, ServiceDep
+from gateway.api.deps import DeadlineDep, GradeClientDep, SelectorDep, ServiceDep, SettingsDep
 from gateway.api.responses import IMAGE_ERRORS, SERVICE_ERRORS, error_responses
 from gateway.api.routes._timeouts import within
 from gateway.api.schemas import ExamResponse
-from gateway.api.uploads import content_type, read_files
+from gateway.api.uploads import content_type, read_file_lists
 from gateway.errors import ApiError
+from gateway.exam import Eye, split_by_eye
 from gateway.grading import ImageInput
-from gateway.results import eye_result, model_info, model_warning, patient_result, timings
+from gateway.results import exam_eye_result, model_info, model_warning, patient_result, timings
 
 router = APIRouter(tags=["grading"])
 
+_FIELDS: tuple[Eye, ...] = ("left", "right")
+_PHOTOS = {
+    "type": "array",
+    "items": {"type": "string", "format": "binary"},
+    "description": "photographs of this eye (the field repeats; 1 to DRG_MAX_IMAGES_PER_EYE)",
+}
 EXAM_BODY = {
     "requestBody": {
         "required": True,
@@ -25,12 +33,9 @@ EXAM_BODY = {
             "multipart/form-data": {
                 "schema": {
                     "type": "object",
-                    "required": ["left", "right"],
-                    "properties": {
-                        "left": {"type": "string", "format": "binary"},
-                        "right": {"type": "string", "format": "binary"},
-                    },
-                }
+                    "properties": {"left": _PHOTOS, "right": _PHOTOS},
+                },
+                "encoding": {"left": {"style": "form"}, "right": {"style": "form"}},
             }
         },
     }
@@ -40,39 +45,44 @@ EXAM_BODY = {
 @router.post(
     "/v1/exams",
     response_model=ExamResponse,
-    summary="Grade both eyes and decide the patient-level referral",
-    responses=error_responses(*IMAGE_ERRORS, *SERVICE_ERRORS),
+    summary="Grade a screening visit: photographs of each eye, one decision per patient",
+    responses=error_responses(
+        *IMAGE_ERRORS, *SERVICE_ERRORS, "too_many_images", "laterality_mismatch"
+    ),
     openapi_extra=EXAM_BODY,
 )
 async def exam(
     request: Request,
     service: ServiceDep,
+    settings: SettingsDep,
     client: GradeClientDep,
     selector: SelectorDep,
     deadline: DeadlineDep,
     explain: Annotated[bool, Query(description="Add Grad-CAM overlays")] = False,
 ) -> ExamResponse:
-    """The worse eye decides; an ungradable eye (and no referable other eye) means retake or
-    refer for an in-person examination."""
+    """Each eye takes the result of its worst gradable photograph; the worse eye decides for
+    the patient; an eye with no gradable photograph (and no referable other eye) means retake
+    or an in-person examination; an eye not sent is named in ``patient.missing_eyes``."""
     started = time.perf_counter()
     if content_type(request) != "multipart/form-data":
         raise ApiError(
             "unsupported_media_type", "send multipart/form-data with file fields 'left' and 'right'"
         )
     async with within(deadline):
-        files = await read_files(request, ("left", "right"))
-        outcome = await service.grade(
-            [ImageInput(files["left"], "left", "L"), ImageInput(files["right"], "right", "R")],
-            selector,
-            explain,
-            deadline,
-        )
-    left, right = outcome.eyes
+        files = await read_file_lists(request, _FIELDS, settings.max_images_per_eye)
+        inputs = [
+            ImageInput(data, f"{eye}[{index}]", "L" if eye == "left" else "R")
+            for eye in _FIELDS
+            for index, data in enumerate(files[eye])
+        ]
+        outcome = await service.grade(inputs, selector, explain, deadline)
+    eyes = split_by_eye(outcome.eyes, {eye: len(files[eye]) for eye in _FIELDS})
+    left, right = eyes["left"], eyes["right"]
     return ExamResponse(
         request_id=request.state.request_id,
         model=model_info(outcome),
-        left=eye_result(left),
-        right=eye_result(right),
+        left=exam_eye_result(left) if left else None,
+        right=exam_eye_result(right) if right else None,
         patient=patient_result(left, right),
         timings=timings(outcome, (time.perf_counter() - started) * 1000),
         model_warning=model_warning(outcome),
