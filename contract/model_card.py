@@ -19,6 +19,7 @@ decision            {"rule": "argmax"|"thresholds", "thresholds": [t1..t4]}: how
                     derived (thresholds: grade = #{t_k < sum_k k*p_k}, chosen on OOF for QWK)
 outputs             serving_default / explain output names, dtypes and shapes
 explain             {"method": "grad-cam", "heatmap_shape": [h, w], "layer": ...}
+limitations         what the model cannot see (LIMITATIONS: diabetic macular oedema)
 clinical_use        false unless a clinically validated release says otherwise; the gateway
                     adds clinical_use_note to every answer while it is false
 ensemble            {"folds": [...], "members": n, "tta": "none"|"hflip"|"flip4"}
@@ -51,6 +52,13 @@ SCHEMA_VERSION = 1
 CARD_FILE = "model_card.json"
 CARD_PATH = f"assets.extra/{CARD_FILE}"
 """Relative to a SavedModel version directory."""
+MACULAR_OEDEMA_LIMITATION = (
+    "The model grades retinopathy only: it cannot detect diabetic macular oedema, which also "
+    "threatens vision; examine the macula clinically or with OCT."
+)
+LIMITATIONS = (MACULAR_OEDEMA_LIMITATION,)
+"""What every exported card lists under ``limitations`` (the gateway repeats the first one in
+every exam's ``patient.caveat``)."""
 DEMO_WARNING = "This model is NOT validated for clinical use."
 """Shown when a card says ``clinical_use: false`` without a ``clinical_use_note``."""
 EXPORT_KEYS = (
@@ -94,6 +102,7 @@ class ModelCard(BaseModel):
     preprocess: dict[str, Any]
     class_names: list[str] = Field(default_factory=lambda: list(GRADE_NAMES))
     referable_threshold: float = Field(0.5, ge=0.0, le=1.0)
+    limitations: list[str] = Field(default_factory=list)
 
     @property
     def clinical_warning(self) -> str | None:

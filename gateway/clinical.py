@@ -12,6 +12,7 @@ from typing import Literal
 
 from contract import grades
 from contract.grades import GRADE_NAMES, REFERABLE_MIN_GRADE, VISION_THREATENING_MIN_GRADE
+from contract.model_card import MACULAR_OEDEMA_LIMITATION
 
 Action = Literal[
     "rescreen_12_months", "refer_routine", "refer_soon", "refer_urgent", "retake_or_refer_in_person"
@@ -71,6 +72,8 @@ def action_for(grade: int, referable: bool) -> Action:
 def recommendation_for(grade: int, referable: bool) -> str:
     """Plain-language recommendation for a gradable image."""
     text = _RECOMMENDATION[grade]
+    if grade < REFERABLE_MIN_GRADE and not referable:
+        text += " Macular oedema is not assessed by this grading."
     if referable and grade < REFERABLE_MIN_GRADE:
         text += (
             " However, the probability of referable disease is above the screening threshold: "
@@ -88,10 +91,7 @@ def ungradable_recommendation(reasons: tuple[str, ...] | list[str]) -> str:
     )
 
 
-MACULAR_OEDEMA_CAVEAT = (
-    "The model grades retinopathy only: it cannot detect diabetic macular oedema, which also "
-    "threatens vision; examine the macula clinically or with OCT."
-)
+MACULAR_OEDEMA_CAVEAT = MACULAR_OEDEMA_LIMITATION
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from contract.grades import CLASS_NAMES, REFERABLE_MIN_GRADE
-from contract.model_card import CARD_FILE, SCHEMA_VERSION, check_export
+from contract.model_card import CARD_FILE, LIMITATIONS, SCHEMA_VERSION, check_export
 from contract.signatures import card_input, card_outputs
 from model.config import Config
 
@@ -68,6 +68,7 @@ def build_card(
         # until a validated release sets it (after clinical validation, outside this code).
         "clinical_use": False,
         "clinical_use_note": CLINICAL_USE_NOTE,
+        "limitations": list(LIMITATIONS),
         "framework": framework,
     }
 
