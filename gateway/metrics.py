@@ -26,6 +26,7 @@ from contract.grades import NUM_GRADES, REFERABLE_MIN_GRADE
 LATENCY_SLO_S = {"/v1/grade": 8.0, "/v1/exams": 10.5}
 STORE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0)
 """Store calls take milliseconds; a whole second means a database in trouble."""
+EXAM_FINDINGS = ("referable", "vision_threatening", "insufficient_quality")
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 8.0, 10.5, 15.0, 30.0)
 CONFIDENCE_BUCKETS = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
 
@@ -168,12 +169,39 @@ class GatewayMetrics:
             "Delivered results deleted after DRG_RESULTS_RETENTION_DAYS.",
             registry=r,
         )
+        self.exams = Counter(
+            "drg_exams_total", "Exams (screening visits) answered, one per patient.", registry=r
+        )
+        self.exam_findings = Counter(
+            "drg_exam_findings_total",
+            "Exams by patient-level finding: referable, vision_threatening, insufficient_quality.",
+            ["finding"],
+            registry=r,
+        )
+        self.exam_photographs = Histogram(
+            "drg_exam_photographs",
+            "Photographs per exam (both eyes together).",
+            buckets=(1, 2, 3, 4, 5, 6, 7, 8),
+            registry=r,
+        )
+        for finding in EXAM_FINDINGS:
+            self.exam_findings.labels(finding=finding)
+        for operation in ("get", "put", "ping"):
+            self.store_duration.labels(operation=operation)
         for outcome in ("graded", "ungradable", "duplicate", "conflict", "refused"):
             self.pacs_instances.labels(outcome=outcome)
         for result in ("delivered", "refused", "unavailable"):
             self.pacs_deliveries.labels(result=result)
         for grade in range(NUM_GRADES):
             self.predictions.labels(grade=str(grade))
+
+    def observe_exam(self, findings: dict[str, bool], photographs: int) -> None:
+        """Count one exam, its patient-level findings (``EXAM_FINDINGS``) and its photographs."""
+        self.exams.inc()
+        self.exam_photographs.observe(photographs)
+        for finding in EXAM_FINDINGS:
+            if findings.get(finding):
+                self.exam_findings.labels(finding=finding).inc()
 
     def set_model(self, name: str, version: int) -> None:
         """Point drg_model_info at the current version (one series with value 1)."""

@@ -259,6 +259,28 @@ DASHBOARD_SPECS = (
                 "percentunit",
             ),
             PanelSpec(
+                "Exams by patient-level finding (share of exams)",
+                (
+                    Query(
+                        f"sum by (finding) (rate(drg_exam_findings_total{{{GATEWAY}}}[$__rate_interval])) / scalar(clamp_min(sum(rate(drg_exams_total{{{GATEWAY}}}[$__rate_interval])), 1e-9))",
+                        "{{finding}}",
+                    ),
+                ),
+                "percentunit",
+                description="Referable, vision-threatening (grade >= 3 in either eye) and "
+                "insufficient quality (an eye without a gradable photograph), per exam.",
+            ),
+            PanelSpec(
+                "Photographs per exam (mean)",
+                (
+                    Query(
+                        f"sum(rate(drg_exam_photographs_sum{{{GATEWAY}}}[$__rate_interval])) / clamp_min(sum(rate(drg_exam_photographs_count{{{GATEWAY}}}[$__rate_interval])), 1e-9)",
+                        "photographs",
+                    ),
+                ),
+                description="Both eyes together; a screening visit usually takes 1-3 per eye.",
+            ),
+            PanelSpec(
                 "Confidence distribution (probability of the predicted grade)",
                 (
                     Query(

@@ -98,7 +98,12 @@ def drive_mixed_load(gateway: GatewayProcess, seconds: float) -> dict[int, int]:
             ):
                 status = client.post("/v1/grade", files={"image": body}).status_code
                 statuses[status] = statuses.get(status, 0) + 1
-            client.post("/v1/exams", files={"left": good[index % 5], "right": blurred})
+            exam = [
+                ("left", ("l0.jpg", good[index % 5], "image/jpeg")),
+                ("left", ("l1.jpg", good[(index + 1) % 5], "image/jpeg")),
+                ("right", ("r0.jpg", blurred, "image/jpeg")),
+            ]
+            client.post("/v1/exams", files=exam)
             client.get("/readyz")
             index += 1
     return statuses

@@ -8,7 +8,14 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 
-from gateway.api.deps import DeadlineDep, GradeClientDep, SelectorDep, ServiceDep, SettingsDep
+from gateway.api.deps import (
+    DeadlineDep,
+    GradeClientDep,
+    MetricsDep,
+    SelectorDep,
+    ServiceDep,
+    SettingsDep,
+)
 from gateway.api.responses import IMAGE_ERRORS, SERVICE_ERRORS, error_responses
 from gateway.api.routes._timeouts import within
 from gateway.api.schemas import ExamResponse
@@ -55,6 +62,7 @@ async def exam(
     request: Request,
     service: ServiceDep,
     settings: SettingsDep,
+    metrics: MetricsDep,
     client: GradeClientDep,
     selector: SelectorDep,
     deadline: DeadlineDep,
@@ -78,12 +86,21 @@ async def exam(
         outcome = await service.grade(inputs, selector, explain, deadline)
     eyes = split_by_eye(outcome.eyes, {eye: len(files[eye]) for eye in _FIELDS})
     left, right = eyes["left"], eyes["right"]
+    patient = patient_result(left, right)
+    metrics.observe_exam(
+        {
+            "referable": patient.referable,
+            "vision_threatening": patient.vision_threatening,
+            "insufficient_quality": patient.insufficient_quality,
+        },
+        len(inputs),
+    )
     return ExamResponse(
         request_id=request.state.request_id,
         model=model_info(outcome),
         left=exam_eye_result(left) if left else None,
         right=exam_eye_result(right) if right else None,
-        patient=patient_result(left, right),
+        patient=patient,
         timings=timings(outcome, (time.perf_counter() - started) * 1000),
         model_warning=model_warning(outcome),
     )
