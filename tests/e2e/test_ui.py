@@ -1,14 +1,16 @@
 """The clinician page in a real headless Chromium (Debian's, driven by Playwright) against real
 gateway processes (local backend, tiny model): what the page shows must be what the API says.
 
-Screenshots (laptop 1366x768, tablet 820x1180) go to ``artifacts/ui/`` as the test's evidence.
+Several photographs per eye (added, removed, each one's verdict in its eye's panel, the deciding
+one marked), the eye and patient results, and the refusals (a damaged file, a DICOM of the other
+eye, more photographs than the gateway takes). Screenshots (laptop 1366x768, tablet 820x1180) go
+to ``artifacts/ui/`` as the test's evidence. The tab helper and the checks are in ``ui_page.py``.
 """
 
 from __future__ import annotations
 
 import base64
 import re
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from harness.processes import REPO_ROOT, GatewayProcess, free_port
+from harness.processes import GatewayProcess, free_port
 from synthetic import (
     encode_dicom,
     encode_jpeg,
@@ -24,24 +26,20 @@ from synthetic import (
     synthesize_fundus,
     synthesize_non_fundus,
 )
+from tests.e2e.ui_page import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    LAPTOP,
+    TABLET,
+    Page,
+    api,
+    assert_eye_matches,
+    assert_patient_matches,
+    shown_grade_names,
+)
 from tests.integration.conftest import API_KEY
 
 pytestmark = pytest.mark.slow
-
-CHROMIUM = Path("/usr/bin/chromium")
-ARTIFACTS = REPO_ROOT / "artifacts" / "ui"
-LAPTOP = {"width": 1366, "height": 768}
-TABLET = {"width": 820, "height": 1180}
-CHROMIUM_ARGS = [
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright (pip) not installed")
 if not CHROMIUM.exists():
@@ -65,6 +63,9 @@ def demo(model_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator
             "DRG_BACKEND_TIMEOUT_S": "60",
             "DRG_REQUEST_TIMEOUT_S": "90",
             "DRG_SHUTDOWN_GRACE_S": "95",  # must exceed the request timeout
+            # Below the page's own limit (4, the default): a fourth photograph of one eye is
+            # then refused by the gateway (413 too_many_images), which the page must show.
+            "DRG_MAX_IMAGES_PER_EYE": "3",
         },
         lean_protos=Path("/nonexistent"),
         log_path=tmp_path_factory.mktemp("gw-demo") / "gateway.log",
@@ -121,95 +122,6 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
             context.close()
 
 
-class Page:
-    """One tab on a gateway, recording console errors and every URL it requests."""
-
-    def __init__(self, context: Any, base_url: str) -> None:
-        self.base_url = base_url
-        self.page = context.new_page()
-        self.page.set_viewport_size(LAPTOP)
-        self.page.set_default_timeout(60_000)
-        self.problems: list[str] = []
-        self.requests: list[str] = []
-        self.page.on("console", self._console)
-        self.page.on("pageerror", lambda error: self.problems.append(f"page error: {error}"))
-        self.page.on("request", lambda request: self.requests.append(request.url))
-        # Intercept file dialogs from the start: with expect_file_chooser() armed only around
-        # the key press, Chromium now and then opens its own (invisible) dialog first.
-        self.choosers: list[Any] = []
-        self.page.on("filechooser", self._chooser_opened)
-        self.page.goto(base_url + "/")
-        self.page.wait_for_selector("body[data-ready='true']")
-
-    def _chooser_opened(self, chooser: Any) -> None:
-        self.choosers.append(chooser)
-
-    def _console(self, message: Any) -> None:
-        # A 4xx/5xx answer is logged by Chromium as a failed resource; the page handles those.
-        if message.type == "error" and "Failed to load resource" not in message.text:
-            self.problems.append(f"console: {message.text}")
-
-    def eye(self, eye: str, name: str) -> Any:
-        return self.page.locator(f"#eye-{eye} [data-field='{name}']")
-
-    def text(self, selector: str) -> str:
-        return str(self.page.locator(selector).inner_text()).strip()
-
-    def chooser(self, timeout_s: float = 10.0) -> Any:
-        """The file dialog opened by the last key press or click."""
-        deadline = time.monotonic() + timeout_s
-        while not self.choosers and time.monotonic() < deadline:
-            self.page.wait_for_timeout(50)
-        assert self.choosers, "no file dialog opened"
-        return self.choosers.pop()
-
-    def drop(self, eye: str, path: Path, mime: str) -> None:
-        """Drag-and-drop ``path`` onto the eye's box, as a file dragged from the desktop."""
-        self.page.evaluate(
-            """([eye, name, mime, data]) => {
-              const bytes = Uint8Array.from(atob(data), (c) => c.charCodeAt(0));
-              const transfer = new DataTransfer();
-              transfer.items.add(new File([bytes], name, {type: mime}));
-              const zone = document.querySelector(`[data-drop="${eye}"]`);
-              for (const type of ['dragover', 'drop']) {
-                zone.dispatchEvent(new DragEvent(type, {dataTransfer: transfer, bubbles: true,
-                                                        cancelable: true}));
-              }
-            }""",
-            [eye, path.name, mime, base64.b64encode(path.read_bytes()).decode()],
-        )
-
-    def grade(self) -> str:
-        """Press Grade, wait until the request finished (results or an error), return the
-        status line and the alert, if any (for assertion messages)."""
-        self.page.click("#grade-button")
-        self.page.wait_for_function(
-            "() => document.getElementById('grade-button').ariaDisabled !== 'true' && "
-            "/^(Graded|Grading failed)/.test(document.getElementById('status').textContent)"
-        )
-        alert = self.page.locator("#alert")
-        return self.text("#status") + (f" | {alert.inner_text()}" if alert.is_visible() else "")
-
-    def grade_ok(self) -> None:
-        """Press Grade and expect results."""
-        outcome = self.grade()
-        assert outcome.startswith("Graded."), outcome
-
-    def shot(self, name: str) -> None:
-        ARTIFACTS.mkdir(parents=True, exist_ok=True)
-        self.page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
-
-    def close(self) -> None:
-        off_origin = [
-            url
-            for url in self.requests
-            if not url.startswith(self.base_url + "/") and not url.startswith("data:")
-        ]
-        self.page.close()
-        assert not off_origin, f"requests outside the gateway: {off_origin}"
-        assert not self.problems, self.problems
-
-
 @pytest.fixture(scope="module")
 def images(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Files for the file inputs: JPEG, PNG, DICOM fundus photos, ungradable and broken ones."""
@@ -228,58 +140,13 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
             synthesize_fundus(1, width=1000, height=750, seed=14, blur_sigma=14)
         ),
         "truncated.jpg": right[: len(right) // 3],
+        "right2.jpg": encode_jpeg(synthesize_fundus(0, width=1000, height=750, seed=21)),
+        "right3.png": encode_png(synthesize_fundus(1, width=800, height=600, seed=22)),
+        "noise.png": encode_png(synthesize_non_fundus("noise", seed=2)),
     }
     for name, data in files.items():
         (folder / name).write_bytes(data)
     return {name: folder / name for name in files}
-
-
-def api(base_url: str, route: str, files: dict[str, Path], **headers: str) -> dict[str, Any]:
-    """The gateway's JSON for the same files, asked directly."""
-    response = httpx.post(
-        f"{base_url}{route}",
-        files={field: (path.name, path.read_bytes()) for field, path in files.items()},
-        headers=headers,
-        timeout=60,
-    )
-    assert response.status_code == 200, response.text
-    body: dict[str, Any] = response.json()
-    return body
-
-
-def assert_eye_matches(page: Page, eye: str, expected: dict[str, Any]) -> None:
-    """Grade, label, referral, probabilities, action and recommendation as in the API JSON."""
-    assert page.eye(eye, "result").is_visible()
-    assert page.eye(eye, "recommendation").inner_text().strip() == expected["recommendation"]
-    assert page.eye(eye, "action").get_attribute("data-action") == expected["action"]
-    if not expected["quality"]["gradable"]:
-        assert "NOT gradable" in page.eye(eye, "quality").inner_text()
-        assert not page.eye(eye, "grade-line").is_visible()
-        assert not page.eye(eye, "probs").is_visible()
-        return
-    assert "gradable" in page.eye(eye, "quality").inner_text()
-    assert page.eye(eye, "grade").inner_text().strip() == str(expected["grade"])
-    assert page.eye(eye, "grade-label").inner_text().strip() == expected["grade_label"]
-    referable = page.eye(eye, "referable")
-    assert referable.get_attribute("data-referable") == str(expected["referable"]).lower()
-    assert referable.inner_text().startswith(
-        "Referable" if expected["referable"] else "Not referable"
-    )
-    for grade, probability in expected["probabilities"].items():
-        shown = page.eye(eye, f"prob-{grade}").inner_text()
-        value = float(re.fullmatch(r"([\d.]+) %", shown.strip()).group(1))  # type: ignore[union-attr]
-        assert abs(value - probability * 100) <= 0.05 + 1e-9, (eye, grade, shown, probability)
-    predicted = page.page.locator(f"#eye-{eye} .probs li.predicted")
-    assert predicted.get_attribute("data-grade") == str(expected["grade"])
-
-
-def shown_grade_names(page: Page, eye: str) -> list[tuple[str, str]]:
-    """(short name, full name in the tooltip) of each probability bar, grade 0 first."""
-    names = page.page.locator(f"#eye-{eye} .probs abbr")
-    return [
-        (names.nth(i).inner_text().strip(), names.nth(i).get_attribute("title") or "")
-        for i in range(names.count())
-    ]
 
 
 # ------------------------------------------------------------------------------- tests
@@ -315,21 +182,13 @@ def test_exam_page_shows_what_the_api_answers(
     )
     assert page.page.locator("#progress").is_hidden()
 
-    expected = api(
-        gateway.url,
-        "/v1/exams?explain=true",
-        {"left": images["left.png"], "right": images["right.jpg"]},
-    )
+    expected = api(gateway.url, [("left", images["left.png"]), ("right", images["right.jpg"])])
     for eye in ("left", "right"):
         assert_eye_matches(page, eye, expected[eye])
     scale = httpx.get(gateway.url + "/v1/grading-scale").json()
     names = [(grade["short_name"], grade["name"]) for grade in scale["grades"]]
     assert shown_grade_names(page, "right") == names
-    patient = expected["patient"]
-    assert page.page.locator("#patient-action").get_attribute("data-action") == patient["action"]
-    assert page.text("#patient-summary") == patient["summary"]
-    assert page.text("#patient-referable") == ("Yes" if patient["referable"] else "No")
-    assert page.text("#patient-deciding").lower() == (patient["deciding_eye"] or "–")
+    assert_patient_matches(page, expected["patient"])
     assert page.text("#status").startswith("Graded.")
     assert page.page.evaluate("document.activeElement.id") == "patient-title"
     if expected["model_warning"]:
@@ -386,59 +245,188 @@ def test_grade_names_come_from_the_served_scale(
         browser.unroute("**/v1/grading-scale")
 
 
-def test_ungradable_corrupt_and_single_eye(
+def test_several_photographs_per_eye(
     browser: Any, demo: GatewayProcess, images: dict[str, Path]
 ) -> None:
-    gateway = demo
-    page = Page(browser, gateway.url)
+    """Two photographs of the right eye (a third added and removed) and one of the left: three
+    verdicts, the deciding photograph of each eye marked, the eye and patient results."""
+    page = Page(browser, demo.url)
+    page.add("right", images["right.jpg"], images["right2.jpg"])  # one dialog, two files
+    page.drop("right", [images["right3.png"]], "image/png")
+    page.page.wait_for_function("document.querySelectorAll('#eye-right .photo-card').length == 3")
+    page.add("left", images["left.png"])
+    assert page.eye("right", "count").inner_text().startswith("3 photographs of at most 4")
+    page.page.wait_for_selector("#eye-right .photo-card:nth-child(3) canvas.thumb-canvas")
+    page.shot("several-before-remove-laptop")
 
-    # An ungradable photograph: retake advice on that eye, in-person exam for the patient.
-    page.drop("right", images["document.png"], "image/png")
-    assert page.text("#eye-right [data-field='file-name']").startswith("document.png")
-    page.page.set_input_files("#file-left", str(images["blurred.jpg"]))
-    page.grade_ok()
-    expected = api(
-        gateway.url,
-        "/v1/exams?explain=true",
-        {"left": images["blurred.jpg"], "right": images["document.png"]},
+    page.card("right", 2, "remove").click()
+    assert page.cards("right").count() == 2
+    assert "right3.png" not in page.eye("right", "photos").inner_text()
+    assert page.text("#status").startswith("Photograph 3 (right3.png) was removed")
+    assert page.card("right", 1, "remove").get_attribute("aria-label") == (
+        "Remove right-eye photograph 2 (right2.jpg)"
     )
-    assert not expected["right"]["quality"]["gradable"]
+    page.page.evaluate(  # record the form the page sends (Playwright hides multipart bodies)
+        """() => {
+          const send = window.fetch;
+          window.fetch = (url, init) => {
+            if (init && init.body instanceof FormData) {
+              window.sent = [url, [...init.body.entries()].map(([k, v]) => [k, v.name])];
+            }
+            return send(url, init);
+          };
+        }"""
+    )
+    page.grade_ok()
+    url, fields = page.page.evaluate("window.sent")
+    assert url == "/v1/exams?explain=true"
+    # In the order shown; the removed photograph is not sent.
+    assert fields == [["right", "right.jpg"], ["right", "right2.jpg"], ["left", "left.png"]]
+
+    expected = api(
+        demo.url,
+        [
+            ("right", images["right.jpg"]),
+            ("right", images["right2.jpg"]),
+            ("left", images["left.png"]),
+        ],
+    )
     for eye in ("left", "right"):
         assert_eye_matches(page, eye, expected[eye])
-    assert "Retake the photograph" in page.eye("right", "recommendation").inner_text()
-    assert "does not look like a fundus photograph" in page.eye("right", "quality").inner_text()
-    assert expected["patient"]["action"] == "retake_or_refer_in_person"
-    assert (
-        page.page.locator("#patient-action").get_attribute("data-action")
-        == (expected["patient"]["action"])
-    )
-    assert page.text("#patient-summary") == expected["patient"]["summary"]
-    assert page.eye("right", "heatmap-controls").is_hidden()
-    page.shot("ungradable-laptop")
+    assert page.page.locator(".photo-card [data-part='verdict']:visible").count() == 3
+    assert page.page.locator(".photo-card.deciding").count() == 2  # one per eye
+    assert_patient_matches(page, expected["patient"])
+    assert page.text("#status").startswith("Graded.")
 
-    # A truncated JPEG: the whole exam is refused; the page says which eye and what to do.
-    page.page.set_input_files("#file-right", str(images["truncated.jpg"]))
-    page.page.set_input_files("#file-left", str(images["left.png"]))
+    # The viewer shows the deciding photograph; a thumbnail shows another one, with its heat map.
+    deciding = expected["right"]["deciding_image"]
+    assert page.card("right", deciding, "view").get_attribute("aria-pressed") == "true"
+    other = 1 - deciding
+    page.card("right", other, "view").click()
+    assert page.card("right", other, "view").get_attribute("aria-pressed") == "true"
+    assert page.card("right", deciding, "view").get_attribute("aria-pressed") == "false"
+    assert page.eye("right", "caption").inner_text().startswith(f"Photograph {other + 1} ")
+    source = page.eye("right", "overlay").get_attribute("src") or ""
+    heatmap = expected["right"]["images"][other]["heatmap_png_base64"]
+    assert source == f"data:image/png;base64,{heatmap}"  # that photograph's own Grad-CAM
+    page.page.check("#heatmap-right")
+    assert page.eye("right", "overlay").is_visible()
+    page.shot("several-laptop")
+    page.page.set_viewport_size(TABLET)
+    assert page.page.evaluate(
+        "document.documentElement.scrollWidth <= document.documentElement.clientWidth"
+    ), "horizontal scrolling on a tablet"
+    page.shot("several-tablet")
+    page.close()
+
+
+def test_too_many_photographs_and_a_missing_eye(
+    browser: Any, demo: GatewayProcess, images: dict[str, Path]
+) -> None:
+    """The page takes at most 4 photographs per eye; this gateway takes 3 and answers 413,
+    which the page shows, then adopts. One eye only: the patient result names the other."""
+    page = Page(browser, demo.url)
+    five = ["left.png", "right.jpg", "right2.jpg", "right3.png", "blurred.jpg"]
+    page.add("left", *(images[name] for name in five))
+    assert page.cards("left").count() == 4
+    error = page.eye("left", "error")
+    assert error.inner_text().startswith("At most 4 photographs per eye: 1 file not added.")
+    page.page.set_input_files("#file-left", str(images["left.png"]))  # a sixth: refused too
+    assert page.cards("left").count() == 4
+
+    direct = httpx.post(
+        demo.url + "/v1/exams",
+        files=[("left", (name, images[name].read_bytes())) for name in five[:4]],
+        timeout=60,
+    )
+    assert direct.status_code == 413
+    assert direct.json()["error"]["code"] == "too_many_images"
+    outcome = page.grade()
+    assert outcome.startswith("Grading failed."), outcome
+    assert page.text("#alert").startswith("This gateway accepts at most 3 photographs per eye.")
+    assert "remove 1 photograph" in page.eye("left", "error").inner_text()
+    assert page.eye("left", "count").inner_text() == (
+        "4 photographs of at most 3: remove one to add another."
+    )
+    assert page.page.locator("#patient").is_hidden()
+    page.shot("too-many-laptop")
+
+    page.card("left", 3, "remove").click()
+    page.grade_ok()
+    expected = api(demo.url, [("left", images[name]) for name in five[:3]])
+    assert expected["right"] is None and expected["patient"]["missing_eyes"] == ["right"]
+    assert_eye_matches(page, "left", expected["left"])
+    assert page.eye("right", "result").is_hidden()
+    assert_patient_matches(page, expected["patient"])
+    page.shot("missing-eye-laptop")
+    page.close()
+
+
+def test_an_eye_with_only_ungradable_photographs(
+    browser: Any, demo: GatewayProcess, images: dict[str, Path]
+) -> None:
+    page = Page(browser, demo.url)
+    page.drop("right", [images["document.png"], images["noise.png"]], "image/png")
+    page.page.wait_for_function("document.querySelectorAll('#eye-right .photo-card').length == 2")
+    page.add("left", images["left.png"])
+    page.grade_ok()
+    expected = api(
+        demo.url,
+        [
+            ("right", images["document.png"]),
+            ("right", images["noise.png"]),
+            ("left", images["left.png"]),
+        ],
+    )
+    assert not expected["right"]["quality"]["gradable"]
+    assert expected["patient"]["insufficient_quality"]
+    for eye in ("left", "right"):
+        assert_eye_matches(page, eye, expected[eye])
+    assert page.eye("right", "result").get_attribute("data-insufficient") == "true"
+    assert "does not look like a fundus photograph" in page.card("right", 0, "quality").inner_text()
+    assert page.page.locator("#eye-right .photo-card.deciding").count() == 0
+    assert page.eye("right", "vision").inner_text().startswith("Vision-threatening DR: unknown")
+    assert page.text("#patient-quality").startswith("Yes")
+    assert page.eye("right", "heatmap-controls").is_hidden()
+    page.shot("insufficient-quality-laptop")
+    page.close()
+
+
+def test_refusals_name_the_photograph(
+    browser: Any, demo: GatewayProcess, images: dict[str, Path]
+) -> None:
+    """A damaged file (right[1]) and a DICOM of the other eye (422 laterality_mismatch) are
+    shown on their own card; a DICOM alone is graded and its heat map shown as returned."""
+    page = Page(browser, demo.url)
+    page.add("right", images["right.jpg"], images["truncated.jpg"])
+    page.add("left", images["left.png"])
     page.grade()
-    error = page.eye("right", "error")
-    assert error.is_visible()
-    assert "damaged or incomplete" in error.inner_text()
+    assert "failed" in (page.cards("right").nth(1).get_attribute("class") or "").split()
+    assert "damaged or incomplete" in page.card("right", 1, "error").inner_text()
+    assert page.card("right", 0, "error").is_hidden()
+    assert page.eye("right", "error").inner_text().startswith("Photograph 2 cannot be graded")
     assert page.eye("left", "error").is_hidden()
-    alert = page.text("#alert")
-    assert alert.startswith("The right-eye file cannot be graded")
-    assert "remove it to grade the left eye alone" in alert
+    assert page.text("#alert").startswith(
+        "The right-eye photograph 2 (truncated.jpg) cannot be graded"
+    )
     assert page.page.locator("#patient").is_hidden()
     assert page.page.evaluate("document.activeElement.id") == "grade-button"  # focus kept
     page.shot("corrupt-laptop")
 
-    # Remove the bad eye: the other one is graded alone through /v1/grade.
-    page.page.click("[data-remove='right']")
-    page.page.set_input_files("#file-left", str(images["left.dcm"]))
+    page.card("right", 1, "remove").click()
+    page.add("right", images["left.dcm"])  # a left-eye DICOM in the right eye's panel
+    page.grade()
+    assert "records the other eye" in page.card("right", 1, "error").inner_text()
+    assert page.text("#alert").startswith("The right-eye photograph 2 (left.dcm) cannot be")
+    page.shot("laterality-mismatch-laptop")
+
+    page.page.click("#clear-button")
+    assert page.cards("right").count() == 0 and page.cards("left").count() == 0
+    page.add("left", images["left.dcm"])
     page.grade_ok()
-    single = api(gateway.url, "/v1/grade?explain=true&laterality=L", {"image": images["left.dcm"]})
-    assert_eye_matches(page, "left", single)
-    assert page.eye("right", "result").is_hidden()
-    assert "incomplete" in page.text("#patient-title")
+    expected = api(demo.url, [("left", images["left.dcm"])])
+    assert_eye_matches(page, "left", expected["left"])
+    assert_patient_matches(page, expected["patient"])
     # No browser preview of a DICOM file: the gateway's Grad-CAM picture is shown as returned.
     assert page.eye("left", "photo").is_hidden()
     assert page.eye("left", "overlay").is_visible()
@@ -525,7 +513,7 @@ def test_busy_and_unreachable_backend_messages(
         headers = {"X-Request-ID": "req-123"} | ({"Retry-After": retry} if retry else {})
         route.fulfill(status=status, json=body, headers=headers)
 
-    page.page.route("**/v1/grade*", answer)
+    page.page.route("**/v1/exams*", answer)
     expected = [
         "The grading service is busy. Try again in 7 s.",
         "The model server cannot be reached right now. Try again in 5 s.",
@@ -535,11 +523,11 @@ def test_busy_and_unreachable_backend_messages(
     for text in expected:
         page.grade()
         assert page.text("#alert") == text
-    page.page.unroute("**/v1/grade*")
-    page.page.route("**/v1/grade*", lambda route: route.abort("connectionrefused"))
+    page.page.unroute("**/v1/exams*")
+    page.page.route("**/v1/exams*", lambda route: route.abort("connectionrefused"))
     page.grade()
     assert page.text("#alert").startswith("Cannot reach the grading gateway")
-    page.page.unroute("**/v1/grade*")
+    page.page.unroute("**/v1/exams*")
     page.shot("unreachable-laptop")
     page.problems.clear()  # the aborted request is logged as a network error
     page.close()

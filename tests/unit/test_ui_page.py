@@ -18,7 +18,8 @@ from gateway.api.routes.ui import UI_DIR, UI_FILES
 from gateway.main import create_app
 from gateway.settings import Settings
 
-SCRIPT = (UI_DIR / "app.js").read_text()
+SCRIPTS = sorted(name for name in UI_FILES if name.endswith(".js"))
+SCRIPT = "\n".join((UI_DIR / name).read_text() for name in SCRIPTS)
 STYLE = (UI_DIR / "style.css").read_text()
 PAGE = (UI_DIR / "index.html").read_text()
 
@@ -63,11 +64,9 @@ def _parsed() -> _Elements:
 
 
 def test_page_and_assets_have_their_content_types_and_a_strict_csp(client: TestClient) -> None:
-    expected = {
-        "/": "text/html",
-        "/ui/app.js": "text/javascript",
-        "/ui/style.css": "text/css",
-    }
+    expected = {"/": "text/html", "/ui/style.css": "text/css"}
+    expected |= {f"/ui/{name}": "text/javascript" for name in SCRIPTS}
+    assert "app.js" in SCRIPTS
     for path, kind in expected.items():
         response = client.get(path)
         assert response.status_code == 200, path
@@ -129,7 +128,7 @@ def test_every_control_is_labelled_and_ids_are_unique() -> None:
 
 
 def test_every_error_code_of_the_grading_routes_has_a_message() -> None:
-    image_block = SCRIPT[SCRIPT.index("const IMAGE_ERRORS = {") :]
+    image_block = SCRIPT[SCRIPT.index("DRG.IMAGE_ERRORS = {") :]
     image_block = image_block[: image_block.index("};")]
     for cls in FUNDUS_ERRORS:  # about one file: shown on that eye
         assert re.search(rf"\b{cls.code}:", image_block), cls.code
@@ -151,11 +150,18 @@ def test_script_keeps_the_key_in_session_storage_and_never_builds_html() -> None
 
 
 @pytest.mark.skipif(shutil.which("node") is None, reason="node not installed")
-def test_script_parses() -> None:
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_script_parses(name: str) -> None:
     result = subprocess.run(
-        ["node", "--check", str(UI_DIR / "app.js")], capture_output=True, text=True, check=False
+        ["node", "--check", str(UI_DIR / name)], capture_output=True, text=True, check=False
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_every_script_is_loaded_by_the_page_app_js_last() -> None:
+    sources = [str(attrs.get("src")) for tag, attrs in _parsed().tags if tag == "script"]
+    assert sorted(sources) == sorted(f"/ui/{name}" for name in SCRIPTS)
+    assert sources[-1] == "/ui/app.js"  # the others only define window.DRG parts
 
 
 def test_the_grading_scale_is_served_as_json_without_a_key(tmp_path: Path) -> None:

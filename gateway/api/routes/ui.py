@@ -20,6 +20,11 @@ router = APIRouter(tags=["clinician page"], include_in_schema=False)
 UI_DIR = Path(__file__).resolve().parents[2] / "ui"
 UI_FILES: dict[str, str] = {
     "index.html": "text/html; charset=utf-8",
+    "messages.js": "text/javascript; charset=utf-8",
+    "shell.js": "text/javascript; charset=utf-8",
+    "preview.js": "text/javascript; charset=utf-8",
+    "render.js": "text/javascript; charset=utf-8",
+    "photos.js": "text/javascript; charset=utf-8",
     "app.js": "text/javascript; charset=utf-8",
     "style.css": "text/css; charset=utf-8",
 }
@@ -71,7 +76,7 @@ async def index() -> Response:
     "/ui/{name}", methods=["GET", "HEAD"], response_class=Response, summary="Clinician page assets"
 )
 async def asset(name: str) -> Response:
-    """The page's script and style sheet."""
+    """The page's scripts and style sheet."""
     if name == "index.html":
         raise ApiError("not_found", "the page is served at /")
     return ui_response(name)
