@@ -58,6 +58,7 @@ RULES = {
     "benches and harness never import tests": (("bench", "reliability", "harness"), ("tests",)),
     "deploy never imports the gateway": (("deploy",), ("gateway",)),
     "the PACS dataplane never imports the HTTP layer": (("gateway/pacs",), ("gateway.api",)),
+    "the FHIR builder never imports the HTTP layer": (("gateway/fhir",), ("gateway.api",)),
     "the contract imports no runtime and no part": (
         ("contract",),
         ("tensorflow", "keras", "gateway", "model", "deploy", "fundus", "bench", "harness"),

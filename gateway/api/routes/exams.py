@@ -4,10 +4,12 @@ one result per eye and one patient-level decision."""
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query, Request, Response
 
+from gateway.api import fhir
 from gateway.api.deps import (
     DeadlineDep,
     GradeClientDep,
@@ -22,6 +24,7 @@ from gateway.api.schemas import ExamResponse
 from gateway.api.uploads import content_type, read_file_lists
 from gateway.errors import ApiError
 from gateway.exam import Eye, split_by_eye
+from gateway.fhir import exam_bundle
 from gateway.grading import ImageInput
 from gateway.results import exam_eye_result, model_info, model_warning, patient_result, timings
 
@@ -53,9 +56,10 @@ EXAM_BODY = {
     "/v1/exams",
     response_model=ExamResponse,
     summary="Grade a screening visit: photographs of each eye, one decision per patient",
-    responses=error_responses(
-        *IMAGE_ERRORS, *SERVICE_ERRORS, "too_many_images", "laterality_mismatch"
-    ),
+    responses={
+        **fhir.FHIR_RESPONSES,
+        **error_responses(*IMAGE_ERRORS, *SERVICE_ERRORS, "too_many_images", "laterality_mismatch"),
+    },
     openapi_extra=EXAM_BODY,
 )
 async def exam(
@@ -67,7 +71,7 @@ async def exam(
     selector: SelectorDep,
     deadline: DeadlineDep,
     explain: Annotated[bool, Query(description="Add Grad-CAM overlays")] = False,
-) -> ExamResponse:
+) -> ExamResponse | Response:
     """Each eye takes the result of its worst gradable photograph; the worse eye decides for
     the patient; an eye with no gradable photograph (and no referable other eye) means retake
     or an in-person examination; an eye not sent is named in ``patient.missing_eyes``."""
@@ -95,7 +99,7 @@ async def exam(
         },
         len(inputs),
     )
-    return ExamResponse(
+    result = ExamResponse(
         request_id=request.state.request_id,
         model=model_info(outcome),
         left=exam_eye_result(left) if left else None,
@@ -104,3 +108,6 @@ async def exam(
         timings=timings(outcome, (time.perf_counter() - started) * 1000),
         model_warning=model_warning(outcome),
     )
+    if fhir.wants_fhir(request):
+        return fhir.fhir_response(exam_bundle(result, issued=datetime.now(UTC)))
+    return result
