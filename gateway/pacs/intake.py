@@ -20,6 +20,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
@@ -48,6 +49,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("gateway.pacs")
 T = TypeVar("T")
+STORE_THREADS = 4
+"""Threads for store calls made inside requests (the connection pool holds 5)."""
 STORE_RETRY_S = 10
 """Retry-After for ``store_unavailable`` (a database restart or failover takes seconds)."""
 
@@ -72,6 +75,9 @@ class PacsIntake:
         settings: Settings,
     ) -> None:
         self.results = store
+        # Store calls get their own threads: in the default executor they would queue behind
+        # image decodes and SR encodes, and a millisecond query would wait for a busy core.
+        self._store_threads = ThreadPoolExecutor(STORE_THREADS, thread_name_prefix="drg-store")
         self._grading = grading
         self._worker = worker
         self._metrics = metrics
@@ -117,6 +123,7 @@ class PacsIntake:
         if self._worker is not None:
             await self._worker.stop()
         await asyncio.to_thread(self.results.close)
+        self._store_threads.shutdown(wait=False)
 
     async def lookup(self, sop_instance_uid: str) -> ResultRow | None:
         """The stored result of a source instance (503 ``store_unavailable`` when unreachable)."""
@@ -130,7 +137,9 @@ class PacsIntake:
         """Run a store call in a thread; an unreachable store becomes ``store_unavailable``."""
         started = time.perf_counter()
         try:
-            value = await asyncio.to_thread(call, *args)
+            value = await asyncio.get_running_loop().run_in_executor(
+                self._store_threads, partial(call, *args)
+            )
         except StoreUnavailable as error:
             self._metrics.store_up.set(0)
             raise ApiError(
