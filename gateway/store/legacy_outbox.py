@@ -38,6 +38,9 @@ def import_outbox(engine: sa.Engine, path: Path) -> tuple[int, int]:
     with engine.begin() as conn:
         for row in rows:
             copied += conn.execute(
-                dialect.insert(results).values(**row).on_conflict_do_nothing()
+                dialect.insert(results)
+                .values(**row)
+                .on_conflict_do_nothing()
+                .execution_options(preserve_rowcount=True)  # else psycopg reports -1
             ).rowcount
     return copied, len(rows) - copied

@@ -223,10 +223,11 @@ class ResultStore:
         ).one_or_none()
 
     def _insert_new(self) -> Any:
-        """``INSERT ... ON CONFLICT DO NOTHING`` in this engine's dialect."""
-        if self.dialect == "postgresql":
-            return postgresql.insert(results).on_conflict_do_nothing()
-        return sqlite.insert(results).on_conflict_do_nothing()
+        """``INSERT ... ON CONFLICT DO NOTHING`` in this engine's dialect; its rowcount kept
+        (SQLAlchemy memoizes it only for UPDATE/DELETE: psycopg then reports -1)."""
+        dialect = postgresql if self.dialect == "postgresql" else sqlite
+        insert = dialect.insert(results).on_conflict_do_nothing()
+        return insert.execution_options(preserve_rowcount=True)
 
     @_guarded
     def claim(self, owner: str, now: float, lease_s: float, limit: int = 1) -> list[Delivery]:
