@@ -9,11 +9,11 @@ import pytest
 from gateway.api.routes.results import may_read
 from gateway.auth import ApiClient, ApiKeyStore, hash_key
 from gateway.errors import ApiError
-from gateway.pacs.outbox import OutboxRow
+from gateway.store.results import ResultRow
 
 
-def row(sender: str | None) -> OutboxRow:
-    return OutboxRow(
+def row(sender: str | None) -> ResultRow:
+    return ResultRow(
         "1.2.3", "dr_grader", 1, "2.25.1", {}, "pending", 0, 0.0, None, 0.0, None, sender=sender
     )
 

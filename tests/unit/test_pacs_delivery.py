@@ -1,5 +1,5 @@
 """STOW-RS client and delivery worker against a fake PACS that speaks STOW-RS (no network:
-httpx's in-process transport), with a real SQLite outbox."""
+httpx's in-process transport), with a real SQLite results store."""
 
 from __future__ import annotations
 
@@ -16,8 +16,9 @@ import pytest
 from gateway.metrics import GatewayMetrics
 from gateway.pacs import stow
 from gateway.pacs.client import StowClient, interpret
-from gateway.pacs.outbox import Outbox
 from gateway.pacs.worker import DeliveryWorker, backoff_s
+from gateway.store.config import DatabaseSettings
+from gateway.store.results import ResultStore
 
 SR_CLASS = "1.2.840.10008.5.1.4.1.1.88.33"
 SENT = {"sender": "pacs-1", "content_sha256": "0" * 64}
@@ -142,14 +143,34 @@ def test_backoff_grows_exponentially_with_jitter_and_a_cap() -> None:
     assert backoff_s(50, 0.5, 30.0, rng) <= 30.0
 
 
-def run_worker(outbox: Outbox, pacs: FakePacs, until: float, metrics: GatewayMetrics) -> None:
+def open_store(path: Path) -> ResultStore:
+    """A SQLite results store (upgraded on open, as the embedded default is)."""
+    return ResultStore.open(DatabaseSettings(url=f"sqlite:///{path}"))
+
+
+def make_worker(
+    store: ResultStore, pacs: Any, metrics: GatewayMetrics, lease_s: float = 30.0
+) -> DeliveryWorker:
+    client = StowClient("http://pacs/dw", timeout_s=5, transport=httpx.MockTransport(pacs))
+    return DeliveryWorker(
+        store,
+        client,
+        metrics,
+        initial_backoff_s=0.02,
+        max_backoff_s=0.1,
+        lease_s=lease_s,
+        poll_s=0.05,
+        retention_s=86400.0,
+    )
+
+
+def run_worker(store: ResultStore, pacs: FakePacs, until: float, metrics: GatewayMetrics) -> None:
     async def scenario() -> None:
-        client = StowClient("http://pacs/dw", timeout_s=5, transport=httpx.MockTransport(pacs))
-        worker = DeliveryWorker(outbox, client, metrics, initial_backoff_s=0.02, max_backoff_s=0.1)
+        worker = make_worker(store, pacs, metrics)
         worker.start()
         deadline = time.monotonic() + until
         while time.monotonic() < deadline:
-            row = outbox.get("1.2.3")
+            row = store.get("1.2.3")
             if row is not None and row.status == "delivered":
                 break
             await asyncio.sleep(0.02)
@@ -159,12 +180,12 @@ def run_worker(outbox: Outbox, pacs: FakePacs, until: float, metrics: GatewayMet
 
 
 def test_worker_retries_through_an_outage_until_delivered(tmp_path: Path) -> None:
-    outbox = Outbox(tmp_path / "outbox.sqlite3")
-    outbox.put("1.2.3", "dr_grader", 1, "2.25.7", {"x": 1}, b"SR", **SENT)
+    store = open_store(tmp_path / "drg.sqlite3")
+    store.put("1.2.3", "dr_grader", 1, "2.25.7", {"x": 1}, b"SR", **SENT)
     pacs = FakePacs(outages=4)
     metrics = GatewayMetrics()
-    run_worker(outbox, pacs, 10, metrics)
-    row = outbox.get("1.2.3")
+    run_worker(store, pacs, 10, metrics)
+    row = store.get("1.2.3")
     assert row is not None and row.status == "delivered"
     assert row.attempts == 5
     assert pacs.stored == [b"SR"]
@@ -174,24 +195,88 @@ def test_worker_retries_through_an_outage_until_delivered(tmp_path: Path) -> Non
 
 
 def test_a_refused_sr_stays_pending_and_keeps_being_retried(tmp_path: Path) -> None:
-    outbox = Outbox(tmp_path / "outbox.sqlite3")
-    outbox.put("1.2.3", "dr_grader", 1, "2.25.7", {"x": 1}, b"SR", **SENT)
+    store = open_store(tmp_path / "drg.sqlite3")
+    store.put("1.2.3", "dr_grader", 1, "2.25.7", {"x": 1}, b"SR", **SENT)
     pacs = FakePacs(refuse=True)
-    run_worker(outbox, pacs, 0.5, GatewayMetrics())
-    row = outbox.get("1.2.3")
+    run_worker(store, pacs, 0.5, GatewayMetrics())
+    row = store.get("1.2.3")
     assert row is not None and row.status == "pending"
     assert row.attempts >= 2
     assert row.last_error == "failure_reason_0x0122"
 
 
 def test_worker_delivers_rows_left_from_a_previous_run(tmp_path: Path) -> None:
-    path = tmp_path / "outbox.sqlite3"
-    before = Outbox(path)
+    path = tmp_path / "drg.sqlite3"
+    before = open_store(path)
     before.put("1.2.3", "dr_grader", 1, "2.25.7", {"x": 1}, b"SR", **SENT)
-    before.mark_failed("1.2.3", "2.25.7", "http_503", time.time() + 0.05)
+    assert [d.source_sop_uid for d in before.claim("old-run", time.time(), 30)] == ["1.2.3"]
+    before.mark_failed("old-run", "1.2.3", "2.25.7", "http_503", time.time() + 0.05)
     before.close()
-    outbox = Outbox(path)
+    store = open_store(path)
     pacs = FakePacs()
-    run_worker(outbox, pacs, 5, GatewayMetrics())
-    row = outbox.get("1.2.3")
+    run_worker(store, pacs, 5, GatewayMetrics())
+    row = store.get("1.2.3")
     assert row is not None and row.status == "delivered"
+
+
+class EchoPacs:
+    """Accepts every SR; the SR bytes here are ``b"SR:" + its UID`` (echoed as referenced)."""
+
+    def __init__(self) -> None:
+        self.stored: list[str] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        parts = stow.split_body(request.headers["content-type"], request.content, max_parts=10)
+        uid = parts[0].decode().removeprefix("SR:")
+        self.stored.append(uid)
+        return httpx.Response(
+            200, json=stow_answer([uid]), headers={"Content-Type": stow.DICOM_JSON_MEDIA_TYPE}
+        )
+
+
+def put_many(store: ResultStore, count: int) -> list[str]:
+    uids = [f"1.2.{i}" for i in range(count)]
+    for i, uid in enumerate(uids):
+        store.put(uid, "dr_grader", 1, f"2.25.{i}", {"x": i}, f"SR:2.25.{i}".encode(), **SENT)
+    return uids
+
+
+def run_until_delivered(store: ResultStore, workers: list[DeliveryWorker], uids: list[str]) -> None:
+    async def scenario() -> None:
+        for worker in workers:
+            worker.start()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if all((row := store.get(uid)) and row.status == "delivered" for uid in uids):
+                break
+            await asyncio.sleep(0.05)
+        for worker in workers:
+            await worker.stop()
+
+    asyncio.run(scenario())
+
+
+def test_two_workers_on_one_store_send_each_sr_exactly_once(tmp_path: Path) -> None:
+    store = open_store(tmp_path / "drg.sqlite3")
+    uids = put_many(store, 30)
+    pacs = EchoPacs()
+    workers = [make_worker(store, pacs, GatewayMetrics()) for _ in range(2)]
+    assert workers[0].owner != workers[1].owner
+    run_until_delivered(store, workers, uids)
+    assert sorted(pacs.stored) == sorted(f"2.25.{i}" for i in range(30))
+
+
+def test_a_dead_owners_lease_expires_and_another_worker_delivers(tmp_path: Path) -> None:
+    store = open_store(tmp_path / "drg.sqlite3")
+    uids = put_many(store, 3)
+    claimed_at = time.time()
+    claimed = store.claim("dead-replica", claimed_at, lease_s=0.5, limit=3)
+    assert len(claimed) == 3  # claimed and never marked: the replica died
+    pacs = EchoPacs()
+    worker = make_worker(store, pacs, GatewayMetrics(), lease_s=30.0)
+    run_until_delivered(store, [worker], uids)
+    assert sorted(pacs.stored) == ["2.25.0", "2.25.1", "2.25.2"]
+    for uid in uids:  # not before the dead replica's lease ended
+        row = store.get(uid)
+        assert row is not None and row.delivered_at is not None
+        assert row.delivered_at >= claimed_at + 0.5

@@ -38,7 +38,7 @@ def test_basic_auth_reads_the_password_file(
     monkeypatch: pytest.MonkeyPatch, secret: Path, tmp_path: Path
 ) -> None:
     monkeypatch.setenv("DRG_PACS_ENABLED", "true")
-    monkeypatch.setenv("DRG_PACS_OUTBOX_PATH", str(tmp_path / "o.sqlite3"))
+    monkeypatch.setenv("DRG_DATABASE_URL", f"sqlite:///{tmp_path / 'drg.sqlite3'}")
     monkeypatch.setenv("DRG_PACS_STOW_URL", "https://pacs.hospital.example/dicom-web")
     monkeypatch.setenv("DRG_PACS_AUTH", "basic")
     monkeypatch.setenv("DRG_PACS_USERNAME", "drg")
@@ -85,3 +85,38 @@ def test_an_empty_secret_file_is_refused(tmp_path: Path) -> None:
     empty.write_text("\n")
     with pytest.raises(ValueError, match="empty"):
         read_secret(empty)
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"DRG_PACS_OUTBOX_PATH": "var/outbox.sqlite3"}, "DRG_DATABASE_URL"),
+        ({"DRG_DATABASE_URL": "postgresql://drg:pw@db:5432/drg"}, "must not carry a password"),
+        ({"DRG_DATABASE_URL": "mysql://drg@db/drg"}, "unsupported database URL"),
+        ({"DRG_DATABASE_PASSWORD_FILE": "/nonexistent/pw"}, "DRG_DATABASE_PASSWORD_FILE"),
+        ({"DRG_PACS_TIMEOUT_S": "30", "DRG_PACS_LEASE_S": "30"}, "DRG_PACS_LEASE_S"),
+        ({"DRG_DATABASE_SSLMODE": "sometimes"}, "database_sslmode"),
+    ],
+)
+def test_bad_store_settings_are_refused_with_their_name(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], message: str
+) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ValueError, match=message):
+        Settings()
+
+
+def test_the_database_password_comes_from_its_file(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    password = tmp_path / "pw"
+    password.write_text("s3cret-db\n")
+    monkeypatch.setenv("DRG_DATABASE_URL", "postgresql://drg@db.internal:5432/drg")
+    monkeypatch.setenv("DRG_DATABASE_PASSWORD_FILE", str(password))
+    monkeypatch.setenv("DRG_DATABASE_SSLMODE", "verify-full")
+    database = Settings().database
+    url = database.connect_url()
+    assert url.password == "s3cret-db" and url.drivername == "postgresql+psycopg"
+    assert url.query["sslmode"] == "verify-full" and url.query["connect_timeout"] == "5"
+    assert "s3cret" not in database.describe()
