@@ -190,17 +190,21 @@ class ResultStore:
             "lease_expires_at": None,
         }
         with self._transaction() as conn:
-            existing = self._locked(conn, source_sop_uid)
-            if existing is None:
+            # One round trip for a new instance; on a conflict, lock the row there and decide
+            # (twice at most: the retention purge may delete a delivered row in between).
+            for _ in range(2):
                 inserted = conn.execute(
-                    self._insert_new().values(
-                        source_sop_uid=source_sop_uid, sender=sender, **values
-                    )
-                )
-                if inserted.rowcount == 1:
+                    self._insert_new()
+                    .values(source_sop_uid=source_sop_uid, sender=sender, **values)
+                    .returning(results.c.source_sop_uid)
+                ).first()
+                if inserted is not None:
                     return "stored"
-                existing = self._locked(conn, source_sop_uid)  # another replica won the race
-                assert existing is not None
+                existing = self._locked(conn, source_sop_uid)
+                if existing is not None:
+                    break
+            else:
+                raise StoreUnavailable("results store: a row vanished twice during one put")
             same_model = (existing.model_name, existing.model_version) == (
                 model_name,
                 model_version,
