@@ -154,7 +154,8 @@ class GatewayMetrics:
         )
         self.store_up = Gauge(
             "drg_store_up",
-            "1 when this replica's last results-store call succeeded, else 0.",
+            "1 when this replica's last results-store call succeeded; 0 when it failed "
+            "(or PACS intake is off).",
             registry=r,
         )
         self.store_duration = Histogram(
