@@ -48,6 +48,12 @@ ERRORS: dict[str, ErrorSpec] = {
     "laterality_mismatch": ErrorSpec(
         422, "The DICOM ImageLaterality contradicts the eye the photograph was sent as."
     ),
+    "laterality_missing": ErrorSpec(
+        422, "The DICOM instance names no eye (ImageLaterality R or L); a study exam needs it."
+    ),
+    "study_patient_mismatch": ErrorSpec(
+        409, "The study was received with another Patient ID; the instance was not stored."
+    ),
     "too_many_parts": ErrorSpec(413, "The STOW-RS request holds more instances than allowed."),
     "instance_conflict": ErrorSpec(
         409, "This SOP Instance UID was already received with different content."

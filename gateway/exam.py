@@ -11,13 +11,79 @@ therefore "any gradable photograph referable", its grade the highest grade among
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
 
+from fundus.types import Laterality, QualityReport
 from gateway import clinical
-from gateway.grading import EyeOutcome
 
 Eye = Literal["left", "right"]
+
+
+class Photo(Protocol):
+    """One graded (or ungradable) photograph: a fresh ``EyeOutcome`` or a ``StoredPhoto``."""
+
+    @property
+    def quality(self) -> QualityReport: ...
+    @property
+    def laterality(self) -> Laterality | None: ...
+    @property
+    def grade(self) -> int | None: ...
+    @property
+    def probabilities(self) -> Sequence[float] | None: ...
+    @property
+    def referable(self) -> bool | None: ...
+    @property
+    def referable_probability(self) -> float | None: ...
+    @property
+    def heatmap_png_base64(self) -> str | None: ...
+    @property
+    def warnings(self) -> list[str]: ...
+    @property
+    def action(self) -> clinical.Action: ...
+    @property
+    def recommendation(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class StoredPhoto:
+    """A photograph's result read back from the store (the JSON of ``results.eye_result``):
+    how a PACS study adds an instance received in an earlier request to its exam."""
+
+    quality: QualityReport
+    laterality: Laterality | None
+    grade: int | None
+    probabilities: Sequence[float] | None
+    referable: bool | None
+    referable_probability: float | None
+    action: clinical.Action
+    recommendation: str
+    heatmap_png_base64: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_result(cls, result: Mapping[str, Any]) -> StoredPhoto:
+        """From one ``EyeResult`` JSON document."""
+        quality = result["quality"]
+        probabilities = result.get("probabilities")
+        return cls(
+            quality=QualityReport(
+                bool(quality["gradable"]), float(quality["score"]), tuple(quality["reasons"])
+            ),
+            laterality=result.get("laterality"),
+            grade=result.get("grade"),
+            probabilities=(
+                None
+                if probabilities is None
+                else [float(probabilities[key]) for key in sorted(probabilities, key=int)]
+            ),
+            referable=result.get("referable"),
+            referable_probability=result.get("referable_probability"),
+            action=result["action"],
+            recommendation=result["recommendation"],
+            warnings=list(result.get("warnings") or []),
+        )
 
 
 @dataclass(frozen=True)
@@ -25,7 +91,7 @@ class EyeExam:
     """The photographs of one eye, in the order sent, and the one that decides the eye."""
 
     eye: Eye
-    images: list[EyeOutcome]
+    images: Sequence[Photo]
 
     @property
     def deciding_index(self) -> int | None:
@@ -38,7 +104,7 @@ class EyeExam:
         return -max(ranked)[3] if ranked else None
 
     @property
-    def deciding(self) -> EyeOutcome | None:
+    def deciding(self) -> Photo | None:
         """The photograph whose result is the eye's."""
         index = self.deciding_index
         return None if index is None else self.images[index]
@@ -51,7 +117,7 @@ class EyeExam:
     @property
     def quality_score(self) -> float:
         """The best quality score among the photographs."""
-        return max(float(image.preprocessed.quality.score) for image in self.images)
+        return max(float(image.quality.score) for image in self.images)
 
     @property
     def quality_reasons(self) -> list[str]:
@@ -60,7 +126,7 @@ class EyeExam:
             return []
         reasons: list[str] = []
         for image in self.images:
-            reasons.extend(r for r in image.preprocessed.quality.reasons if r not in reasons)
+            reasons.extend(r for r in image.quality.reasons if r not in reasons)
         return reasons
 
     @property
@@ -93,7 +159,7 @@ class EyeExam:
         return clinical.EyeFinding(self.eye, True, deciding.grade, deciding.referable)
 
 
-def split_by_eye(outcomes: list[EyeOutcome], counts: dict[Eye, int]) -> dict[Eye, EyeExam | None]:
+def split_by_eye(outcomes: Sequence[Photo], counts: dict[Eye, int]) -> dict[Eye, EyeExam | None]:
     """Cut a flat list of graded photographs (left ones first) back into eyes."""
     exams: dict[Eye, EyeExam | None] = {}
     start = 0

@@ -20,7 +20,7 @@ from fundus.config import DecodeLimits
 from fundus.errors import FundusError
 from fundus.pipeline import load_and_preprocess
 from fundus.quality import ANALYSIS_SIZE
-from fundus.types import Laterality, Preprocessed
+from fundus.types import Laterality, Preprocessed, QualityReport
 from gateway import clinical
 from gateway.backends.base import ModelBackend, ModelSelector, Prediction, ServedModel
 from gateway.backends.retry import RetryPolicy
@@ -54,6 +54,11 @@ class EyeOutcome:
     referable_probability: float | None = None
     heatmap_png_base64: str | None = None
     warnings: list[str] = field(default_factory=list)
+
+    @property
+    def quality(self) -> QualityReport:
+        """The quality gate's verdict on this photograph."""
+        return self.preprocessed.quality
 
     @property
     def recommendation(self) -> str:

@@ -34,6 +34,7 @@ _EXTRA_FIELDS = (
     "event",
     "outcomes",
     "refusals",
+    "kind",
 )
 
 

@@ -15,7 +15,18 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway.api.routes import dicomweb, docs, exams, grade, health, metrics, results, scale, ui
+from gateway.api.routes import (
+    dicomweb,
+    docs,
+    exams,
+    grade,
+    health,
+    metrics,
+    results,
+    scale,
+    studies,
+    ui,
+)
 from gateway.auth import ApiKeyStore
 from gateway.backends.base import ModelBackend
 from gateway.backends.retry import RetryPolicy
@@ -224,6 +235,7 @@ def create_app(settings: Settings) -> FastAPI:
         metrics.router,
         dicomweb.router,
         results.router,
+        studies.router,
         scale.router,
         ui.router,
         *((docs.router,) if settings.docs_served else ()),

@@ -14,8 +14,8 @@ from pydantic import BaseModel, Field
 from contract.grades import GRADE_NAMES
 from gateway import clinical
 from gateway.clinical import Action
-from gateway.exam import EyeExam
-from gateway.grading import EyeOutcome, GradingOutcome
+from gateway.exam import EyeExam, Photo
+from gateway.grading import GradingOutcome
 
 
 class ModelInfo(BaseModel):
@@ -103,9 +103,9 @@ class PatientResult(BaseModel):
     caveat: str = clinical.MACULAR_OEDEMA_CAVEAT
 
 
-def eye_result(eye: EyeOutcome) -> EyeResult:
+def eye_result(eye: Photo) -> EyeResult:
     """JSON shape of one graded (or ungradable) image."""
-    quality = eye.preprocessed.quality
+    quality = eye.quality
     return EyeResult(
         quality=QualityInfo(
             gradable=quality.gradable, score=quality.score, reasons=list(quality.reasons)

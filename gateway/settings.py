@@ -122,6 +122,9 @@ class Settings(BaseSettings):
     # long (more than one STOW-RS call may take); every replica looks for due work this often.
     pacs_lease_s: float = Field(120.0, gt=0)
     pacs_poll_s: float = Field(15.0, gt=0)
+    # A study's SR waits this long after its latest instance (docs/pacs.md "One result per
+    # study"): instances of the study sent in later requests within it join the same SR.
+    pacs_study_settle_s: float = Field(30.0, ge=0, le=3600)
 
     # The results store (gateway/store, docs/pacs.md "What is stored"): SQLite embedded (one
     # process, upgrades itself) or PostgreSQL (several replicas; `python -m gateway.store

@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 
 from gateway.pacs import stow
+from gateway.settings import Settings
 
 _RETRY_LATER_STATUSES = frozenset({401, 403, 407, 408, 425, 429})
 """Statuses that concern every result (auth, rate, gateway side), not this one: pause all."""
@@ -126,3 +127,24 @@ def interpret(status: int, document: Any, sop_instance_uid: str) -> StoreOutcome
     if status in (200, 202) and (sop_instance_uid in referenced or not failed):
         return StoreOutcome(True, False, f"http_{status}")
     return StoreOutcome(False, False, f"http_{status}")
+
+
+def stow_client(settings: Settings) -> StowClient:
+    """The STOW-RS client for the configured endpoint; secrets come from files."""
+    assert settings.pacs_stow_url is not None
+    basic = None
+    bearer = None
+    if settings.pacs_auth == "basic":
+        assert settings.pacs_username is not None and settings.pacs_password_file is not None
+        basic = (settings.pacs_username, read_secret(settings.pacs_password_file))
+    elif settings.pacs_auth == "bearer":
+        assert settings.pacs_token_file is not None
+        bearer = read_secret(settings.pacs_token_file)
+    verify: str | bool = str(settings.pacs_ca_file) if settings.pacs_ca_file else True
+    return StowClient(
+        settings.pacs_stow_url,
+        timeout_s=settings.pacs_timeout_s,
+        basic=basic,
+        bearer=bearer,
+        verify=verify,
+    )

@@ -1,4 +1,12 @@
-"""The PACS dataplane: one received DICOM instance -> grade -> SR -> store, independent of HTTP.
+"""The PACS dataplane, independent of HTTP: received DICOM instances -> grades -> one exam and
+one SR per study -> store (docs/pacs.md "One result per study").
+
+A request's instances are graded one by one; then each study's graded instances are stored in
+one transaction with the study's rebuilt SR (``ResultStore.add_to_study``), which joins them to
+the instances of the study received earlier. The SR goes out ``DRG_PACS_STUDY_SETTLE_S`` after
+the study's latest instance. An instance must name its eye (ImageLaterality or Laterality R/L;
+``laterality_missing`` otherwise); a study known under another Patient ID refuses the instance
+(``study_patient_mismatch``).
 
 Patient and study attributes stay inside the parsed dataset and the SR bytes; log lines,
 metric labels and error messages carry only codes, counts, client names and model versions:
@@ -24,28 +32,26 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from pydicom.dataset import Dataset
 from pydicom.uid import UID
 
-from fundus.dicom import GRADABLE_SOP_CLASSES
+from fundus.dicom import GRADABLE_SOP_CLASSES, laterality_of
 from fundus.errors import FundusError
-from gateway import clinical
 from gateway.backends.base import ModelSelector, ServedModel
 from gateway.errors import ApiError, from_fundus
-from gateway.grading import EyeOutcome, GradingService, ImageInput
+from gateway.grading import GradingService, ImageInput
 from gateway.limits import InferenceLimiter, in_threads
 from gateway.metrics import GatewayMetrics
 from gateway.pacs import dataset, sr, stow
 from gateway.pacs.stow import InstanceResult
+from gateway.pacs.study import StudyComposer, patient_digest
 from gateway.pacs.worker import DeliveryWorker
 from gateway.results import eye_result
 from gateway.settings import Settings
 from gateway.store.results import ResultRow, ResultStore, StoreUnavailable, compare
-
-if TYPE_CHECKING:
-    from gateway.pacs.client import StowClient
+from gateway.store.studies import StudyContext, StudyMember, StudyRow
 
 logger = logging.getLogger("gateway.pacs")
 T = TypeVar("T")
@@ -61,6 +67,27 @@ class _Uids:
 
     sop_class: str | None = None
     sop_uid: str | None = None
+
+
+@dataclass(frozen=True)
+class _Graded:
+    """An instance graded in this request, to be stored with its study."""
+
+    source: Dataset
+    member: StudyMember
+    member_study: str
+    patient_digest: str
+    served: ServedModel
+
+    @property
+    def uids(self) -> tuple[str, str]:
+        """(SOP Class, SOP Instance) UIDs."""
+        return self.member.sop_class_uid, self.member.sop_instance_uid
+
+    @property
+    def parsed(self) -> _Uids:
+        """The UIDs for a failure verdict."""
+        return _Uids(*self.uids)
 
 
 class PacsIntake:
@@ -94,6 +121,8 @@ class PacsIntake:
         store = await asyncio.to_thread(ResultStore.open, settings.database)
         worker = None
         if settings.pacs_stow_url:
+            from gateway.pacs.client import stow_client  # httpx only when delivering
+
             worker = DeliveryWorker(
                 store,
                 stow_client(settings),
@@ -129,6 +158,10 @@ class PacsIntake:
         """The stored result of a source instance (503 ``store_unavailable`` when unreachable)."""
         return await self._stored(self.results.get, sop_instance_uid)
 
+    async def lookup_study(self, study_uid: str) -> StudyRow | None:
+        """A study's exam and SR state (503 ``store_unavailable`` when unreachable)."""
+        return await self._stored(self.results.get_study, study_uid)
+
     async def check_store(self) -> None:
         """One round trip to the store (readiness); ``store_unavailable`` when it fails."""
         await self._stored(self.results.ping)
@@ -160,17 +193,35 @@ class PacsIntake:
         sender: str | None,
         deadline: float,
     ) -> list[InstanceResult]:
-        """Store the instances of one request in order; log one summary line."""
+        """Grade the instances of one request in order, then store each study's instances
+        and its new SR in one transaction per study; log one summary line."""
         started = time.perf_counter()
+        verdicts: list[tuple[InstanceResult, str] | None] = [None] * len(instances)
+        by_study: dict[str, list[tuple[int, _Graded]]] = {}
+        for index, data in enumerate(instances):
+            received = await self.receive(data, selector, sender, deadline)
+            if isinstance(received, _Graded):
+                by_study.setdefault(received.member_study, []).append((index, received))
+            else:
+                verdicts[index] = received
+        for study_uid, graded in by_study.items():
+            stored = await self._store_study(study_uid, [g for _, g in graded], sender)
+            for (index, _), verdict in zip(graded, stored, strict=True):
+                verdicts[index] = verdict
         outcomes: Counter[str] = Counter()
         refusals: Counter[str] = Counter()
         results = []
-        for data in instances:
-            result, outcome = await self.store(data, selector, sender, deadline)
+        for found in verdicts:
+            assert found is not None
+            result, outcome = found
             results.append(result)
             outcomes[outcome] += 1
-            if result.error_code and outcome == "refused":
-                refusals[result.error_code] += 1
+            if outcome == "refused":
+                self._metrics.pacs_instances.labels(outcome="refused").inc()
+                if result.error_code:
+                    refusals[result.error_code] += 1
+            elif outcome != "conflict":
+                self._metrics.pacs_instances.labels(outcome=outcome).inc()
         logger.info(
             "STOW-RS request stored",
             extra={
@@ -185,68 +236,61 @@ class PacsIntake:
         )
         return results
 
-    async def store(
+    async def receive(
         self, data: bytes, selector: ModelSelector, sender: str | None, deadline: float
-    ) -> tuple[InstanceResult, str]:
-        """Grade one instance and queue its SR: (STOW-RS verdict, metrics outcome)."""
+    ) -> tuple[InstanceResult, str] | _Graded:
+        """Parse and grade one instance: graded (to store with its study) or a verdict
+        (STOW-RS result, metrics outcome) for a refusal or a known instance."""
         parsed = _Uids()  # filled in once the part is parsed
         try:
             async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
-                outcome = await self._store(data, selector, sender, deadline, parsed)
+                return await self._receive(data, selector, sender, deadline, parsed)
         except TimeoutError:
             error = ApiError("request_timeout", "the request deadline passed; send it again")
-            return self._refused(parsed, error), "refused"
+            return self._failure(parsed, error), "refused"
         except FundusError as error:
-            return self._refused(parsed, from_fundus(error)), "refused"
+            return self._failure(parsed, from_fundus(error)), "refused"
         except sr.SourceError as error:
-            return self._refused(parsed, ApiError("invalid_image", str(error))), "refused"
+            return self._failure(parsed, ApiError("invalid_image", str(error))), "refused"
         except ApiError as error:
             if error.code == "instance_conflict":
                 self._metrics.pacs_instances.labels(outcome="conflict").inc()
                 return self._failure(parsed, error), "conflict"
-            return self._refused(parsed, error), "refused"
+            return self._failure(parsed, error), "refused"
         except Exception as error:  # a bug: log type and place only (values could be PHI)
             logger.error(
                 "PACS intake failed", exc_info=error, extra={"error_code": "internal_error"}
             )
             error = ApiError("internal_error", "unexpected gateway error")
-            return self._refused(parsed, error), "refused"
-        self._metrics.pacs_instances.labels(outcome=outcome).inc()
-        return InstanceResult(parsed.sop_class, parsed.sop_uid), outcome
+            return self._failure(parsed, error), "refused"
 
-    async def _store(
+    async def _receive(
         self,
         data: bytes,
         selector: ModelSelector,
         sender: str | None,
         deadline: float,
         parsed: _Uids,
-    ) -> str:
+    ) -> tuple[InstanceResult, str] | _Graded:
         # pydicom copies every element value out of the part: about its size again.
         async with self.limiter.slot(len(data)):
             ((source, digest),) = await in_threads(partial(_parse, data))
-        sop_class, sop_uid, _, _ = sr.source_uids(source)
+        sop_class, sop_uid, study_uid, series_uid = sr.source_uids(source)
         parsed.sop_class, parsed.sop_uid = sop_class, sop_uid
-        _check_uids(sop_class, sop_uid)
+        _check_uids(sop_class, sop_uid, study_uid, series_uid)
         if sop_class not in GRADABLE_SOP_CLASSES:
             raise ApiError(
                 "dicom_unsupported_sop_class",
                 f"SOP class {sop_class} is not a fundus photograph; accepted: "
                 + ", ".join(sorted(GRADABLE_SOP_CLASSES.values())),
             )
-        return await self._store_valid(source, data, sop_uid, digest, selector, sender, deadline)
-
-    async def _store_valid(
-        self,
-        source: Dataset,
-        data: bytes,
-        sop_uid: str,
-        digest: str,
-        selector: ModelSelector,
-        sender: str | None,
-        deadline: float,
-    ) -> str:
-        """Grade (unless already graded by this model version) and queue; return the outcome."""
+        laterality = laterality_of(source)
+        if laterality is None:
+            raise ApiError(
+                "laterality_missing",
+                "the instance names no eye (ImageLaterality or Laterality R or L): each "
+                "photograph of a study exam must say which eye it shows",
+            )
         served = await self._grading.resolve(selector, self._settings.backend_timeout_s)
         existing = await self._stored(self.results.get, sop_uid)
         if existing is not None:
@@ -254,31 +298,87 @@ class PacsIntake:
             if known == "conflict":
                 raise self._conflict(existing, sender)
             if known == "duplicate":
-                self._notify()
-                return "duplicate"
+                return InstanceResult(sop_class, sop_uid), "duplicate"
         graded = await self._grading.grade(
             [ImageInput(data, "instance")], selector, explain=False, deadline=deadline
         )
         eye = graded.eyes[0]
-        finding = _finding(eye, graded.served)
-        sr_dataset = await asyncio.to_thread(sr.build_sr, source, finding, datetime.now(UTC))
-        sr_bytes = await asyncio.to_thread(sr.encode, sr_dataset)
-        result = _result_document(source, sr_dataset, eye, graded.served)
-        stored = await self._stored(
-            partial(self.results.put, sender=sender, content_sha256=digest),
-            sop_uid,
-            graded.served.name,
-            graded.served.version,
-            str(sr_dataset.SOPInstanceUID),
-            result,
-            sr_bytes,
+        result = eye_result(eye).model_dump(mode="json", exclude={"heatmap_png_base64"})
+        member = StudyMember(
+            sop_instance_uid=sop_uid,
+            sop_class_uid=sop_class,
+            series_instance_uid=series_uid,
+            eye="left" if laterality == "L" else "right",
+            model_name=graded.served.name,
+            model_version=graded.served.version,
+            result=result,
+            document={
+                "sop_instance_uid": sop_uid,
+                "sop_class_uid": sop_class,
+                "study_instance_uid": study_uid,
+                "series_instance_uid": series_uid,
+                "model": {"name": graded.served.name, "version": graded.served.version},
+                "result": result,
+                "graded_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            },
+            content_sha256=digest,
         )
+        return _Graded(source, member, study_uid, patient_digest(study_uid, source), graded.served)
+
+    async def _store_study(
+        self, study_uid: str, graded: list[_Graded], sender: str | None
+    ) -> list[tuple[InstanceResult, str]]:
+        """Store one study's graded instances with its new SR (one transaction)."""
+        first = graded[0]
+        served = first.served
+        composer = StudyComposer(
+            study_uid,
+            first.source,
+            served.name,
+            served.version,
+            served.card.clinical_warning,
+            datetime.now(UTC),
+        )
+        others = [g for g in graded if g.patient_digest != first.patient_digest]
+        members = [g.member for g in graded if g.patient_digest == first.patient_digest]
+        context = StudyContext(
+            served.name,
+            served.version,
+            sender,
+            first.patient_digest,
+            self._settings.pacs_study_settle_s,
+            time.time(),
+        )
+        try:
+            update = await self._stored(
+                self.results.add_to_study, study_uid, members, context, composer
+            )
+        except ApiError as error:  # store_unavailable: nothing of the study was stored
+            return [(self._failure(g.parsed, error), "refused") for g in graded]
+        except Exception as error:  # a bug: log type and place only (values could be PHI)
+            logger.error(
+                "PACS study store failed", exc_info=error, extra={"error_code": "internal_error"}
+            )
+            failed = ApiError("internal_error", "unexpected gateway error")
+            return [(self._failure(g.parsed, failed), "refused") for g in graded]
         self._notify()
-        if stored == "conflict":  # another request stored other content meanwhile
-            raise self._conflict(await self._stored(self.results.get, sop_uid), sender)
-        if stored == "duplicate":
-            return "duplicate"
-        return "graded" if eye.preprocessed.quality.gradable else "ungradable"
+        verdicts = []
+        for item in graded:
+            outcome = update.outcomes.get(item.member.sop_instance_uid)
+            if item in others or update.patient_conflict:
+                verdicts.append((self._failure(item.parsed, _patient_mismatch()), "refused"))
+            elif outcome == "conflict":  # another request stored other content meanwhile
+                conflict = self._conflict(None, sender)
+                self._metrics.pacs_instances.labels(outcome="conflict").inc()
+                verdicts.append((self._failure(item.parsed, conflict), "conflict"))
+            elif outcome == "duplicate":
+                verdicts.append((InstanceResult(*item.uids), "duplicate"))
+            else:
+                gradable = item.member.result["quality"]["gradable"]
+                verdicts.append(
+                    (InstanceResult(*item.uids), "graded" if gradable else "ungradable")
+                )
+        return verdicts
 
     def _conflict(self, existing: ResultRow | None, sender: str | None) -> ApiError:
         """Log the conflict (client names only: no UID, no patient data) and build its error."""
@@ -298,10 +398,6 @@ class PacsIntake:
         if self._worker is not None:
             self._worker.notify()
 
-    def _refused(self, parsed: _Uids, error: ApiError) -> InstanceResult:
-        self._metrics.pacs_instances.labels(outcome="refused").inc()
-        return self._failure(parsed, error)
-
     def _failure(self, parsed: _Uids, error: ApiError) -> InstanceResult:
         self._metrics.errors.labels(code=error.code).inc()
         return InstanceResult(
@@ -311,29 +407,6 @@ class PacsIntake:
             error.code,
             error.message,
         )
-
-
-def stow_client(settings: Settings) -> StowClient:
-    """The STOW-RS client for the configured endpoint; secrets come from files."""
-    from gateway.pacs.client import StowClient, read_secret  # httpx only when delivering
-
-    assert settings.pacs_stow_url is not None
-    basic = None
-    bearer = None
-    if settings.pacs_auth == "basic":
-        assert settings.pacs_username is not None and settings.pacs_password_file is not None
-        basic = (settings.pacs_username, read_secret(settings.pacs_password_file))
-    elif settings.pacs_auth == "bearer":
-        assert settings.pacs_token_file is not None
-        bearer = read_secret(settings.pacs_token_file)
-    verify: str | bool = str(settings.pacs_ca_file) if settings.pacs_ca_file else True
-    return StowClient(
-        settings.pacs_stow_url,
-        timeout_s=settings.pacs_timeout_s,
-        basic=basic,
-        bearer=bearer,
-        verify=verify,
-    )
 
 
 def _parse(data: bytes) -> tuple[Dataset, str]:
@@ -355,44 +428,8 @@ def _same_model(row: ResultRow | None, served: ServedModel) -> bool:
     )
 
 
-def _finding(eye: EyeOutcome, served: ServedModel) -> sr.Finding:
-    quality = eye.preprocessed.quality
-    comments = [clinical.DISCLAIMER]
-    if served.card.clinical_warning:
-        comments.append(served.card.clinical_warning)
-    return sr.Finding(
-        model_name=served.name,
-        model_version=served.version,
-        gradable=quality.gradable,
-        quality_score=float(quality.score),
-        reasons=tuple(quality.reasons),
-        action=eye.action,
-        recommendation=eye.recommendation,
-        grade=eye.grade,
-        probabilities=tuple(eye.probabilities) if eye.probabilities is not None else None,
-        referable=eye.referable,
-        referable_probability=eye.referable_probability,
-        laterality=eye.laterality,
-        comments=tuple(comments),
+def _patient_mismatch() -> ApiError:
+    return ApiError(
+        "study_patient_mismatch",
+        "this study was received with another Patient ID; the instance was not stored",
     )
-
-
-def _result_document(
-    source: Dataset, sr_dataset: Dataset, eye: EyeOutcome, served: ServedModel
-) -> dict[str, Any]:
-    """The JSON result kept in the store: UIDs and the grading, no patient attributes."""
-    sop_class, sop_uid, study_uid, series_uid = sr.source_uids(source)
-    return {
-        "sop_instance_uid": sop_uid,
-        "sop_class_uid": sop_class,
-        "study_instance_uid": study_uid,
-        "series_instance_uid": series_uid,
-        "model": {"name": served.name, "version": served.version},
-        "result": eye_result(eye).model_dump(mode="json", exclude={"heatmap_png_base64"}),
-        "sr": {
-            "sop_class_uid": str(sr_dataset.SOPClassUID),
-            "sop_instance_uid": str(sr_dataset.SOPInstanceUID),
-            "series_instance_uid": str(sr_dataset.SeriesInstanceUID),
-        },
-        "graded_at": datetime.now(UTC).isoformat(timespec="seconds"),
-    }

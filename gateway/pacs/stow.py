@@ -48,6 +48,8 @@ FAILURE_REASONS: dict[str, int] = {
     "backend_overloaded": OUT_OF_RESOURCES,
     "store_unavailable": OUT_OF_RESOURCES,
     "instance_conflict": DUPLICATE_SOP_INSTANCE,
+    "laterality_missing": CANNOT_UNDERSTAND,
+    "study_patient_mismatch": CANNOT_UNDERSTAND,
 }
 """Gateway error code -> STOW-RS Failure Reason; anything else is a processing failure."""
 

@@ -41,8 +41,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import UID, ExplicitVRLittleEndian
 
 from gateway.clinical import PatientReferral
-from gateway.exam import EyeExam
-from gateway.grading import EyeOutcome
+from gateway.exam import EyeExam, Photo
 from gateway.pacs import codes
 from gateway.pacs.codes import Code
 from gateway.pacs.sr import (
@@ -264,8 +263,8 @@ def _observer_context(model_name: str) -> list[Dataset]:
     ]
 
 
-def _photo_finding(exam: StudyExam, image: EyeOutcome) -> Finding:
-    quality = image.preprocessed.quality
+def _photo_finding(exam: StudyExam, image: Photo) -> Finding:
+    quality = image.quality
     return Finding(
         model_name=exam.model_name,
         model_version=exam.model_version,

@@ -1,9 +1,11 @@
 """Delivery worker: an asyncio task per replica that drains the shared store to the PACS.
 
-Each replica claims one due SR at a time with a lease (``ResultStore.claim``), sends it, and
-marks it delivered or failed; replicas never send the same SR while none crashes (the lease
-outlives the STOW-RS timeout). A replica that dies keeps its lease until it expires; then any
-other replica claims and sends the SR (the PACS takes the resend as the same instance).
+The SRs are one per study (``studies``), plus per-instance SRs the release before studies
+left pending. Each replica claims one due SR at a time with a lease (``ResultStore.claim``),
+sends it, and marks it delivered or failed; replicas never send the same SR while none
+crashes (the lease outlives the STOW-RS timeout). A replica that dies keeps its lease until
+it expires; then any other replica claims and sends the SR (the PACS takes the resend as the
+same instance).
 
 Every pending row is retried until the PACS accepts it; nothing is ever dropped. A failure that
 concerns only one SR (the PACS refused it) postpones that row with exponential backoff and
@@ -157,11 +159,11 @@ class DeliveryWorker:
             # below cannot lose it (the row stays pending and is sent again: harmless).
             self._metrics.pacs_deliveries.labels(result="delivered").inc()
             await asyncio.to_thread(
-                self._store.mark_delivered, delivery.source_sop_uid, delivery.sr_sop_uid
+                self._store.mark_delivered, delivery.key, delivery.sr_sop_uid, delivery.kind
             )
             logger.info(
                 "SR delivered to the PACS",
-                extra={"event": "pacs_delivered", "status": outcome.detail},
+                extra={"event": "pacs_delivered", "status": outcome.detail, "kind": delivery.kind},
             )
             return None
         attempts = delivery.attempts + 1
@@ -171,10 +173,11 @@ class DeliveryWorker:
         await asyncio.to_thread(
             self._store.mark_failed,
             self.owner,
-            delivery.source_sop_uid,
+            delivery.key,
             delivery.sr_sop_uid,
             outcome.detail,
             time.time() + row_delay,
+            delivery.kind,
         )
         logger.warning(
             "SR delivery failed; will retry",

@@ -5,11 +5,8 @@ client that sent the instance, the digest of its content and, until the PACS acc
 bytes (which do hold patient data: they are dropped on delivery). STOW-RS answers only after
 the row is committed.
 
-Delivery by N replicas: a worker *claims* a due row with a lease (``lease_owner``,
-``lease_expires_at``) in one ``UPDATE ... WHERE uid IN (SELECT ... FOR UPDATE SKIP LOCKED)``
-(SQLite, one writer at a time, ignores the row lock). While the lease runs no other replica
-claims the row; a crashed replica's lease expires and another one sends the SR again, which the
-PACS takes as the same instance (SR UIDs derive from the source instance).
+Since version 2 a study's instances share one row in ``studies`` (``gateway.store.studies``)
+with one SR for the study; delivery by N replicas with leases is ``gateway.store.outbox``.
 
 Every method blocks (async callers use ``asyncio.to_thread``). A database that cannot be
 reached raises :class:`StoreUnavailable`; nothing is reported stored that was not committed.
@@ -26,15 +23,25 @@ from dataclasses import dataclass
 from typing import Any, Literal, ParamSpec, TypeVar
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 
 from gateway.store.config import DatabaseSettings
 from gateway.store.engine import make_engine
+from gateway.store.instances import PutOutcome, RowVanished, compare, put_result
 from gateway.store.migrate import check_current, upgrade
-from gateway.store.schema import results
+from gateway.store.outbox import BY_KIND, OUTBOXES, Delivery, Kind
+from gateway.store.schema import results, studies
+from gateway.store.studies import (
+    Compose,
+    StudyContext,
+    StudyMember,
+    StudyRow,
+    StudyUpdate,
+    add_to_study,
+    get_study,
+)
 
 Status = Literal["pending", "delivered"]
-PutOutcome = Literal["stored", "duplicate", "conflict"]
+__all__ = ["Delivery", "PutOutcome", "ResultRow", "ResultStore", "StoreUnavailable", "compare"]
 P = ParamSpec("P")
 T = TypeVar("T")
 
@@ -60,16 +67,8 @@ class ResultRow:
     delivered_at: float | None
     sender: str | None = None
     content_sha256: str | None = None
-
-
-@dataclass(frozen=True)
-class Delivery:
-    """What the worker needs to send one SR."""
-
-    source_sop_uid: str
-    sr_sop_uid: str
-    sr_bytes: bytes
-    attempts: int
+    study_uid: str | None = None
+    """The study this instance belongs to (its SR and delivery state are the study's)."""
 
 
 _ROW_COLUMNS = (
@@ -86,8 +85,8 @@ _ROW_COLUMNS = (
     results.c.delivered_at,
     results.c.sender,
     results.c.content_sha256,
+    results.c.study_uid,
 )
-_PENDING = results.c.status == "pending"
 _UNAVAILABLE = (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.TimeoutError)
 
 
@@ -190,171 +189,106 @@ class ResultStore:
             "lease_expires_at": None,
         }
         with self._transaction() as conn:
-            # One round trip for a new instance; on a conflict, lock the row there and decide
-            # (twice at most: the retention purge may delete a delivered row in between).
-            for _ in range(2):
-                inserted = conn.execute(
-                    self._insert_new()
-                    .values(source_sop_uid=source_sop_uid, sender=sender, **values)
-                    .returning(results.c.source_sop_uid)
-                ).first()
-                if inserted is not None:
-                    return "stored"
-                existing = self._locked(conn, source_sop_uid)
-                if existing is not None:
-                    break
-            else:
-                raise StoreUnavailable("results store: a row vanished twice during one put")
-            same_model = (existing.model_name, existing.model_version) == (
-                model_name,
-                model_version,
-            )
-            outcome = compare(existing.content_sha256, content_sha256, same_model)
-            if outcome != "stored":
-                return outcome
-            conn.execute(
-                sa.update(results)
-                .where(results.c.source_sop_uid == source_sop_uid)
-                .values(sender=sa.func.coalesce(results.c.sender, sender), **values)
-            )
-            return "stored"
-
-    def _locked(self, conn: sa.Connection, source_sop_uid: str) -> Any:
-        return conn.execute(
-            sa.select(results.c.model_name, results.c.model_version, results.c.content_sha256)
-            .where(results.c.source_sop_uid == source_sop_uid)
-            .with_for_update()
-        ).one_or_none()
-
-    def _insert_new(self) -> Any:
-        """``INSERT ... ON CONFLICT DO NOTHING`` in this engine's dialect; its rowcount kept
-        (SQLAlchemy memoizes it only for UPDATE/DELETE: psycopg then reports -1)."""
-        dialect = postgresql if self.dialect == "postgresql" else sqlite
-        insert = dialect.insert(results).on_conflict_do_nothing()
-        return insert.execution_options(preserve_rowcount=True)
+            try:
+                return put_result(conn, source_sop_uid, values, sender=sender)
+            except RowVanished as error:
+                raise StoreUnavailable(str(error)) from None
 
     @_guarded
     def claim(self, owner: str, now: float, lease_s: float, limit: int = 1) -> list[Delivery]:
-        """Lease up to ``limit`` due pending rows to ``owner``, oldest first."""
-        free = sa.or_(results.c.lease_expires_at.is_(None), results.c.lease_expires_at <= now)
-        due = (
-            sa.select(results.c.source_sop_uid)
-            .where(_PENDING, results.c.next_attempt_at <= now, free)
-            .order_by(results.c.next_attempt_at, results.c.created_at)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        )
+        """Lease up to ``limit`` due SRs to ``owner``: study SRs first, then per-instance SRs
+        of the release before studies, oldest first in each."""
+        claimed: list[Delivery] = []
         with self._transaction() as conn:
-            claimed = conn.execute(
-                sa.update(results)
-                .where(results.c.source_sop_uid.in_(due.scalar_subquery()))
-                .values(lease_owner=owner, lease_expires_at=now + lease_s)
-                .returning(
-                    results.c.source_sop_uid,
-                    results.c.sr_sop_uid,
-                    results.c.sr_bytes,
-                    results.c.attempts,
-                    results.c.next_attempt_at,
-                )
-            ).all()
-        rows = sorted(claimed, key=lambda row: row.next_attempt_at)
-        return [Delivery(r[0], r[1], bytes(r[2]), r[3]) for r in rows]
+            for box in OUTBOXES:
+                if len(claimed) < limit:
+                    claimed.extend(box.claim(conn, owner, now, lease_s, limit - len(claimed)))
+        return claimed
 
     @_guarded
     def next_due_at(self) -> float | None:
-        """When the earliest pending row can be claimed (None when nothing is pending)."""
-        leased_longer = sa.and_(
-            results.c.lease_expires_at.is_not(None),
-            results.c.lease_expires_at > results.c.next_attempt_at,
-        )
-        claimable = sa.case(
-            (leased_longer, results.c.lease_expires_at), else_=results.c.next_attempt_at
-        )
+        """When the earliest pending SR can be claimed (None when nothing is pending)."""
         with self.engine.connect() as conn:
-            value = conn.execute(sa.select(sa.func.min(claimable)).where(_PENDING)).scalar()
-        return None if value is None else float(value)
+            due = [box.next_due_at(conn) for box in OUTBOXES]
+        found = [value for value in due if value is not None]
+        return min(found) if found else None
 
     @_guarded
-    def mark_delivered(self, source_sop_uid: str, sr_sop_uid: str) -> None:
+    def mark_delivered(self, key: str, sr_sop_uid: str, kind: Kind = "instance") -> None:
         """The PACS accepted the SR: keep the JSON result, drop the SR bytes and the lease."""
         with self._transaction() as conn:
-            conn.execute(
-                sa.update(results)
-                .where(
-                    results.c.source_sop_uid == source_sop_uid,
-                    results.c.sr_sop_uid == sr_sop_uid,
-                    _PENDING,
-                )
-                .values(
-                    status="delivered",
-                    delivered_at=time.time(),
-                    sr_bytes=None,
-                    attempts=results.c.attempts + 1,
-                    last_error=None,
-                    lease_owner=None,
-                    lease_expires_at=None,
-                )
-            )
+            BY_KIND[kind].mark_delivered(conn, key, sr_sop_uid, time.time())
 
     @_guarded
     def mark_failed(
-        self, owner: str, source_sop_uid: str, sr_sop_uid: str, error: str, next_attempt_at: float
+        self,
+        owner: str,
+        key: str,
+        sr_sop_uid: str,
+        error: str,
+        next_attempt_at: float,
+        kind: Kind = "instance",
     ) -> None:
         """An attempt failed: count it, remember why (a code, no patient data), free the row
         until ``next_attempt_at``. No-op when the lease has passed to another replica."""
         with self._transaction() as conn:
-            conn.execute(
-                sa.update(results)
-                .where(
-                    results.c.source_sop_uid == source_sop_uid,
-                    results.c.sr_sop_uid == sr_sop_uid,
-                    results.c.lease_owner == owner,
-                    _PENDING,
-                )
-                .values(
-                    attempts=results.c.attempts + 1,
-                    last_error=error[:200],
-                    next_attempt_at=next_attempt_at,
-                    lease_owner=None,
-                    lease_expires_at=None,
-                )
-            )
+            BY_KIND[kind].mark_failed(conn, owner, key, sr_sop_uid, error, next_attempt_at)
 
     @_guarded
     def release(self, owner: str) -> int:
         """Give up ``owner``'s leases (a clean stop): other replicas may send them at once."""
         with self._transaction() as conn:
-            return conn.execute(
-                sa.update(results)
-                .where(results.c.lease_owner == owner, _PENDING)
-                .values(lease_owner=None, lease_expires_at=None)
-            ).rowcount
+            return sum(box.release(conn, owner) for box in OUTBOXES)
 
     @_guarded
     def stats(self) -> tuple[int, float | None]:
-        """(number of pending results, creation time of the oldest pending one), store-wide."""
+        """(number of pending SRs, when the oldest pending one was built), store-wide."""
         with self.engine.connect() as conn:
-            row = conn.execute(
-                sa.select(sa.func.count(), sa.func.min(results.c.created_at)).where(_PENDING)
-            ).one()
-        return int(row[0]), (None if row[1] is None else float(row[1]))
+            found = [box.stats(conn) for box in OUTBOXES]
+        oldest = [value for _, value in found if value is not None]
+        return sum(count for count, _ in found), (min(oldest) if oldest else None)
 
     @_guarded
     def purge(self, delivered_before: float) -> int:
-        """Delete results delivered before the cutoff (retention); pending rows always stay."""
+        """Delete what was delivered before the cutoff (retention): per-instance results, and
+        studies with their instances' results; pending rows always stay."""
         with self._transaction() as conn:
-            return conn.execute(
+            expired = sa.select(studies.c.study_uid).where(
+                studies.c.status == "delivered", studies.c.delivered_at < delivered_before
+            )
+            members = conn.execute(
+                sa.delete(results).where(results.c.study_uid.in_(expired.scalar_subquery()))
+            ).rowcount
+            conn.execute(
+                sa.delete(studies).where(studies.c.study_uid.in_(expired.scalar_subquery()))
+            )
+            alone = conn.execute(
                 sa.delete(results).where(
-                    results.c.status == "delivered", results.c.delivered_at < delivered_before
+                    results.c.study_uid.is_(None),
+                    results.c.status == "delivered",
+                    results.c.delivered_at < delivered_before,
                 )
             ).rowcount
+            return int(members + alone)
 
+    @_guarded
+    def add_to_study(
+        self,
+        study_uid: str,
+        members: list[StudyMember],
+        study: StudyContext,
+        compose: Compose,
+    ) -> StudyUpdate:
+        """Store instances of one study and rebuild its SR, in one transaction
+        (``gateway.store.studies.add_to_study``)."""
+        with self._transaction() as conn:
+            return add_to_study(conn, study_uid, members, study, compose)
 
-def compare(stored_sha256: str | None, content_sha256: str, same_model: bool) -> PutOutcome:
-    """What a resend is, given the stored row's digest (None: a row from an old outbox)."""
-    if stored_sha256 is not None and stored_sha256 != content_sha256:
-        return "conflict"
-    return "duplicate" if same_model else "stored"
+    @_guarded
+    def get_study(self, study_uid: str) -> StudyRow | None:
+        """A study's exam, SR and delivery state."""
+        with self.engine.connect() as conn:
+            return get_study(conn, study_uid)
 
 
 def _row(row: Any) -> ResultRow:
@@ -372,4 +306,5 @@ def _row(row: Any) -> ResultRow:
         delivered_at=row.delivered_at,
         sender=row.sender,
         content_sha256=row.content_sha256,
+        study_uid=row.study_uid,
     )

@@ -164,11 +164,14 @@ def test_80_mib_of_zeros_is_refused_in_little_cpu_and_livez_keeps_answering(
 
 
 def outbox_row(gateway: GatewayProcess, uid: str) -> tuple[str | None, bytes | None]:
-    """(sender, SR bytes) of the row, read straight from the gateway's SQLite store."""
+    """(sender, its study's SR bytes) of the instance, read straight from the gateway's SQLite
+    store."""
     path = gateway.env["DRG_DATABASE_URL"].removeprefix("sqlite:///")
     with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
         row = db.execute(
-            "SELECT sender, sr_bytes FROM results WHERE source_sop_uid = ?", (uid,)
+            "SELECT r.sender, s.sr_bytes FROM results r JOIN studies s"
+            " ON s.study_uid = r.study_uid WHERE r.source_sop_uid = ?",
+            (uid,),
         ).fetchone()
     assert row is not None
     return row[0], row[1]

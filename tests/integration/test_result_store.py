@@ -55,7 +55,7 @@ def put(
 def due(store: ResultStore, now: float | None = None, owner: str = "r1") -> list[str]:
     """Claim everything due (leased to ``owner``); the source UIDs in claim order."""
     claimed = store.claim(owner, time.time() if now is None else now, LEASE_S, limit=100)
-    return [d.source_sop_uid for d in claimed]
+    return [d.key for d in claimed]
 
 
 def raw_sr_bytes(store: ResultStore, uid: str) -> bytes | None:
@@ -78,7 +78,7 @@ def test_put_get_and_claim(store: ResultStore) -> None:
     assert (row.sender, row.content_sha256) == ("pacs-1", CONTENT)
     assert store.stats()[0] == 1
     claimed = store.claim("r1", time.time(), LEASE_S, limit=10)
-    assert [(d.source_sop_uid, d.sr_sop_uid, d.sr_bytes, d.attempts) for d in claimed] == [
+    assert [(d.key, d.sr_sop_uid, d.sr_bytes, d.attempts) for d in claimed] == [
         ("1.2.3", "2.25.1", b"SR1", 0)
     ]
     store.ping()
@@ -132,7 +132,7 @@ def test_failed_attempts_postpone_and_delivery_drops_the_sr(store: ResultStore) 
     row = store.get("1.2.3")
     assert row is not None and (row.attempts, row.last_error) == (1, "http_503")
     claimed = store.claim("r2", later + 1, LEASE_S)
-    assert [(d.source_sop_uid, d.attempts) for d in claimed] == [("1.2.3", 1)]
+    assert [(d.key, d.attempts) for d in claimed] == [("1.2.3", 1)]
     assert raw_sr_bytes(store, "1.2.3") == b"SR1"
     store.mark_delivered("1.2.3", "2.25.1")
     row = store.get("1.2.3")
@@ -178,7 +178,7 @@ def test_claims_are_oldest_first_and_limited(store: ResultStore) -> None:
     store.mark_failed("r1", "1.2.0", "2.25.1", "x", now + 0.5)
     store.release("r1")
     claimed = store.claim("r2", now + 1, LEASE_S, limit=3)
-    assert [d.source_sop_uid for d in claimed] == ["1.2.1", "1.2.2", "1.2.3"]
+    assert [d.key for d in claimed] == ["1.2.1", "1.2.2", "1.2.3"]
 
 
 def test_a_lease_keeps_a_row_to_its_owner_until_it_expires(store: ResultStore) -> None:
@@ -186,7 +186,7 @@ def test_a_lease_keeps_a_row_to_its_owner_until_it_expires(store: ResultStore) -
     put(store, "1.2.4")
     now = time.time()
     first = store.claim("r1", now, LEASE_S, limit=1)
-    assert [d.source_sop_uid for d in first] == ["1.2.3"]
+    assert [d.key for d in first] == ["1.2.3"]
     assert due(store, now + 1, owner="r2") == ["1.2.4"]
     store.mark_delivered("1.2.4", "2.25.1")
     assert due(store, now + 2, owner="r2") == []  # both rows leased
@@ -199,7 +199,7 @@ def test_a_lease_keeps_a_row_to_its_owner_until_it_expires(store: ResultStore) -
     # r1 dies: once its lease has run out another replica claims the row.
     expired = now + LEASE_S + 0.001
     again = store.claim("r3", expired, LEASE_S)
-    assert [(d.source_sop_uid, d.sr_bytes) for d in again] == [("1.2.3", b"SR1")]
+    assert [(d.key, d.sr_bytes) for d in again] == [("1.2.3", b"SR1")]
     # r1's late failure report is a no-op now that r3 holds the lease.
     store.mark_failed("r1", "1.2.3", "2.25.1", "late", expired + 10**6)
     row = store.get("1.2.3")
@@ -265,7 +265,7 @@ def test_an_old_outbox_file_is_imported_once(
     assert store.stats() == (1, 1.0)
     # The imported pending SR is delivered like any other.
     claimed = store.claim("r1", time.time(), LEASE_S, limit=10)
-    assert [(d.source_sop_uid, d.sr_bytes, d.attempts) for d in claimed] == [("1.2.3", b"SR", 1)]
+    assert [(d.key, d.sr_bytes, d.attempts) for d in claimed] == [("1.2.3", b"SR", 1)]
     # A resend of a v1 row (no digest) is taken as the same content, as the outbox did.
     assert put(store, "1.2.3") == "duplicate"
     assert put(store, "1.2.3", content=OTHER_CONTENT) == (

@@ -80,7 +80,7 @@ def test_concurrent_claims_by_two_replicas_are_disjoint(store: ResultStore) -> N
         owner = f"replica-{index % 2}"
         taken: list[tuple[str, str]] = []
         while claimed := store.claim(owner, now, LEASE_S, limit=3):
-            taken += [(owner, d.source_sop_uid) for d in claimed]
+            taken += [(owner, d.key) for d in claimed]
         return taken
 
     claims = [claim for taken in in_threads(16, claim_all) for claim in taken]
@@ -151,7 +151,7 @@ def test_a_stopped_server_raises_store_unavailable_then_recovers(
         row = store.get("1.2.1")  # what was committed survived
         assert row is not None and row.status == "pending"
         assert put(store, "1.2.2") == "stored"
-        assert [d.source_sop_uid for d in store.claim("r1", time.time(), LEASE_S, 10)] == [
+        assert [d.key for d in store.claim("r1", time.time(), LEASE_S, 10)] == [
             "1.2.1",
             "1.2.2",
         ]
@@ -185,8 +185,8 @@ def test_cli_upgrade_check_and_import_outbox_with_the_password_from_a_file(
     runs = [
         ("check", 1, "database schema at empty (never upgraded)"),
         ("import-outbox", 1, "never upgraded"),
-        ("upgrade", 0, "at 0001 (head)"),
-        ("check", 0, "at 0001 (head)"),
+        ("upgrade", 0, "at 0002 (head)"),
+        ("check", 0, "at 0002 (head)"),
         ("import-outbox", 0, "2 rows imported, 0 already there"),
         ("import-outbox", 0, "0 rows imported, 2 already there"),
     ]

@@ -61,8 +61,8 @@ def version_rows(engine: sa.Engine) -> list[str]:
 def test_upgrade_from_empty_creates_the_tables_and_reports_head(engine: sa.Engine) -> None:
     assert table_names(engine) == set()
     assert current_revision(engine) is None
-    assert upgrade(engine) == head_revision() == "0001"
-    assert table_names(engine) == {"results", "alembic_version"}
+    assert upgrade(engine) == head_revision() == "0002"
+    assert table_names(engine) == {"results", "studies", "alembic_version"}
     assert current_revision(engine) == head_revision()
 
 
@@ -97,7 +97,7 @@ def test_check_current_raises_the_clear_message_until_upgraded(engine: sa.Engine
     with pytest.raises(SchemaOutOfDate) as raised:
         check_current(engine)
     assert str(raised.value) == (
-        "database schema at empty (never upgraded), code needs 0001: "
+        "database schema at empty (never upgraded), code needs 0002: "
         "run `python -m gateway.store upgrade`"
     )
     upgrade(engine)
@@ -155,7 +155,7 @@ def test_concurrent_upgrades_on_postgresql_both_succeed(postgres: PostgresServer
         thread.join(timeout=60)
     assert outcomes == [head_revision(), head_revision()]
     assert version_rows(engines[0]) == [head_revision()]
-    assert table_names(engines[0]) == {"results", "alembic_version"}
+    assert table_names(engines[0]) == {"results", "studies", "alembic_version"}
     for engine in engines:
         engine.dispose()
 
@@ -187,9 +187,9 @@ def test_cli_check_fails_on_a_fresh_database_and_upgrade_fixes_it(
     fresh = cli("check", "--url", store_url, **settings)
     outputs.append(fresh.stdout + fresh.stderr)
     assert fresh.returncode == 1, fresh.stderr
-    assert "database schema at empty (never upgraded), code needs 0001" in fresh.stderr
+    assert "database schema at empty (never upgraded), code needs 0002" in fresh.stderr
     assert "run `python -m gateway.store upgrade`" in fresh.stderr
-    for action, expected in (("upgrade", "at 0001 (head)"), ("check", "at 0001 (head)")):
+    for action, expected in (("upgrade", "at 0002 (head)"), ("check", "at 0002 (head)")):
         done = cli(action, "--url", store_url, **settings)
         outputs.append(done.stdout + done.stderr)
         assert done.returncode == 0, done.stderr
@@ -197,7 +197,7 @@ def test_cli_check_fails_on_a_fresh_database_and_upgrade_fixes_it(
     current = cli("current", **settings, DRG_DATABASE_URL=store_url)
     outputs.append(current.stdout + current.stderr)
     assert current.returncode == 0
-    assert "at 0001" in current.stdout
+    assert "at 0002" in current.stdout
     if password:
         assert all(password not in output for output in outputs)
         with_password = store_url.replace("@", f":{password}@", 1)

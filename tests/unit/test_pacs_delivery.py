@@ -209,7 +209,7 @@ def test_worker_delivers_rows_left_from_a_previous_run(tmp_path: Path) -> None:
     path = tmp_path / "drg.sqlite3"
     before = open_store(path)
     before.put("1.2.3", "dr_grader", 1, "2.25.7", {"x": 1}, b"SR", **SENT)
-    assert [d.source_sop_uid for d in before.claim("old-run", time.time(), 30)] == ["1.2.3"]
+    assert [d.key for d in before.claim("old-run", time.time(), 30)] == ["1.2.3"]
     before.mark_failed("old-run", "1.2.3", "2.25.7", "http_503", time.time() + 0.05)
     before.close()
     store = open_store(path)

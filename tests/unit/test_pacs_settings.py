@@ -7,8 +7,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from gateway.pacs.client import read_secret
-from gateway.pacs.intake import stow_client
+from gateway.pacs.client import read_secret, stow_client
 from gateway.settings import Settings
 
 

@@ -1,5 +1,8 @@
 """``GET /v1/results/{sop_instance_uid}``: the JSON result of an instance received by STOW-RS.
 
+An instance of a study (every instance since store version 2) has no SR of its own: ``sr`` and
+``delivery`` are its study's (``GET /v1/studies/{uid}`` has the whole exam).
+
 Per object: a result is readable by the API client that sent the instance and by clients with
 the ``results:read`` scope (admins). Anyone else gets the same 404 as for an unknown UID, so
 the answer does not reveal that an instance exists.
@@ -20,6 +23,7 @@ from gateway.clinical import DISCLAIMER
 from gateway.errors import ApiError
 from gateway.results import EyeResult, ModelInfo
 from gateway.store.results import ResultRow
+from gateway.store.studies import StudyRow
 
 router = APIRouter(tags=["pacs"])
 
@@ -27,7 +31,7 @@ UID_PATTERN = r"^[0-9]+(\.[0-9]+)*$"
 
 
 class SrReference(BaseModel):
-    """The DICOM SR built for the instance."""
+    """The DICOM SR that says the result (the study's SR)."""
 
     sop_class_uid: str
     sop_instance_uid: str
@@ -87,8 +91,9 @@ def require_results_scope(
     )
 
 
-def may_read(client: ApiClient | None, row: ResultRow) -> bool:
-    """The sender of the instance, or an admin (``None``: DRG_AUTH=disabled, the demo)."""
+def may_read(client: ApiClient | None, row: ResultRow | StudyRow) -> bool:
+    """The sender of the instance (of a study: of its first instance), or an admin (``None``:
+    DRG_AUTH=disabled, the demo)."""
     if client is None or READ_ALL_SCOPE in client.scopes:
         return True
     return row.sender is not None and row.sender == client.name
@@ -116,14 +121,22 @@ async def get_result(
     row = await intake.lookup(sop_instance_uid)
     if row is None or not may_read(client, row):
         raise ApiError("not_found", "no result for this SOP Instance UID")
+    if row.study_uid is None:  # a per-instance SR of the release before studies
+        return PacsResult(**row.result, delivery=delivery_state(row))
+    study = await intake.lookup_study(row.study_uid)
+    if study is None or study.sr_sop_uid is None:
+        raise ApiError("not_found", "no result for this SOP Instance UID")
+    sr = {k: v for k, v in study.exam["sr"].items() if k != "replaces"}
+    return PacsResult(**row.result, sr=SrReference(**sr), delivery=delivery_state(study))
+
+
+def delivery_state(row: ResultRow | StudyRow) -> DeliveryState:
+    """Where a row's SR is on its way to the PACS."""
     pending = row.status == "pending"
-    return PacsResult(
-        **row.result,
-        delivery=DeliveryState(
-            status=row.status,
-            attempts=row.attempts,
-            last_error=row.last_error,
-            next_attempt_at=_time(row.next_attempt_at) if pending else None,
-            delivered_at=_time(row.delivered_at),
-        ),
+    return DeliveryState(
+        status=row.status,
+        attempts=row.attempts,
+        last_error=row.last_error,
+        next_attempt_at=_time(row.next_attempt_at) if pending else None,
+        delivered_at=_time(row.delivered_at),
     )
