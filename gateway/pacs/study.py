@@ -92,7 +92,7 @@ class StudyComposer:
 
     def _references(self, entries: Sequence[dict[str, Any]]) -> list[Dataset]:
         """The instances received earlier, known by their UIDs only."""
-        known = str(self.patient_source.SOPInstanceUID)
+        known = sr.source_uids(self.patient_source)[1]  # may come from the file meta only
         references = []
         for entry in entries:
             if entry["sop_instance_uid"] == known:
