@@ -171,7 +171,10 @@ class GatewayMetrics:
             registry=r,
         )
         self.exams = Counter(
-            "drg_exams_total", "Exams (screening visits) answered, one per patient.", registry=r
+            "drg_exams_total",
+            "Exams (screening visits), one per patient: POST /v1/exams answers and PACS studies "
+            "(counted once, when their first SR is built).",
+            registry=r,
         )
         self.exam_findings = Counter(
             "drg_exam_findings_total",

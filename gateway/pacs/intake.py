@@ -43,7 +43,7 @@ from gateway.backends.base import ModelSelector, ServedModel
 from gateway.errors import ApiError, from_fundus
 from gateway.grading import GradingService, ImageInput
 from gateway.limits import InferenceLimiter, in_threads
-from gateway.metrics import GatewayMetrics
+from gateway.metrics import EXAM_FINDINGS, GatewayMetrics
 from gateway.pacs import dataset, sr, stow
 from gateway.pacs.stow import InstanceResult
 from gateway.pacs.study import StudyComposer, patient_digest
@@ -362,6 +362,12 @@ class PacsIntake:
             failed = ApiError("internal_error", "unexpected gateway error")
             return [(self._failure(g.parsed, failed), "refused") for g in graded]
         self._notify()
+        row = update.row
+        if update.changed and row is not None and row.created_at == row.updated_at:
+            # A study counts as one exam once, when its first SR is built.
+            patient = row.exam["patient"]
+            findings = {name: bool(patient.get(name)) for name in EXAM_FINDINGS}
+            self._metrics.observe_exam(findings, len(row.members))
         verdicts = []
         for item in graded:
             outcome = update.outcomes.get(item.member.sop_instance_uid)
