@@ -23,6 +23,10 @@ limitations         what the model cannot see (LIMITATIONS: diabetic macular oed
 clinical_use        false unless a clinically validated release says otherwise; the gateway
                     adds clinical_use_note to every answer while it is false
 ensemble            {"folds": [...], "members": n, "tta": "none"|"hflip"|"flip4"}
+passes_per_image    network passes per photograph (members x test-time views): the cost
+teacher             a distilled student's teacher: {"run", "version", "folds", "tta",
+                    "passes_per_image", "agreement": {"test"|"holdout": {"n", "grade",
+                    "referable", "mean_abs_prob_diff"}}}; null for an ordinary model
 backbone, loss      e.g. "EfficientNetB3", "ce"
 metrics             {"oof": {...}, "test": {...}} headline numbers (acc, auc, qwk, macro_f1,
                     referable sensitivity/specificity/auroc, ece) or null when not evaluated
@@ -103,6 +107,8 @@ class ModelCard(BaseModel):
     class_names: list[str] = Field(default_factory=lambda: list(GRADE_NAMES))
     referable_threshold: float = Field(0.5, ge=0.0, le=1.0)
     limitations: list[str] = Field(default_factory=list)
+    passes_per_image: int | None = Field(None, ge=1)
+    """None on cards exported before it was a key."""
 
     @property
     def clinical_warning(self) -> str | None:

@@ -18,7 +18,8 @@ from model.network import NUM_CLASSES, tta_views
 
 class TrainBatches(keras.utils.PyDataset):  # type: ignore[misc]
     """(pixels float32 [B,S,S,3] in [0,255], one-hot [B,5], sample weight [B]) batches;
-    with ``mixup`` > 0 the images, labels and weights are blended pairs (soft labels)."""
+    with ``mixup`` > 0 the images, labels and weights are blended pairs (soft labels); with
+    ``targets`` ([len(rows), 5], a distillation's soft targets) those replace the one-hots."""
 
     def __init__(
         self,
@@ -30,8 +31,11 @@ class TrainBatches(keras.utils.PyDataset):  # type: ignore[misc]
         seed: int,
         steps: int | None = None,
         mixup: float = 0.0,
+        targets: NDArray[np.float32] | None = None,
     ) -> None:
         super().__init__()
+        if targets is not None and len(targets) != len(rows):
+            raise ValueError(f"{len(targets)} targets for {len(rows)} rows")
         if len(rows) == 0:
             raise ValueError("no training images")
         self.images = images
@@ -41,6 +45,7 @@ class TrainBatches(keras.utils.PyDataset):  # type: ignore[misc]
         self.batch_size = min(batch_size, len(rows))
         self.steps = steps
         self.mixup = mixup
+        self.targets = None if targets is None else np.asarray(targets, np.float32)
         self.seed = seed
         self.epoch = 0
         self.rng = np.random.default_rng(seed)
@@ -58,7 +63,10 @@ class TrainBatches(keras.utils.PyDataset):  # type: ignore[misc]
         order = np.argsort(rows)  # sorted reads are kinder to a memmap
         x = np.asarray(self.images[rows[order]], np.float32)
         grades = self.grades[pick][order]
-        y = np.eye(NUM_CLASSES, dtype=np.float32)[grades]
+        if self.targets is None:
+            y = np.eye(NUM_CLASSES, dtype=np.float32)[grades]
+        else:
+            y = self.targets[pick][order]
         w = self.weights[grades]
         if self.mixup > 0:
             x, y, w = self._mix(x, y, w, index)

@@ -14,6 +14,7 @@ from contract.grades import CLASS_NAMES, REFERABLE_MIN_GRADE
 from contract.model_card import CARD_FILE, LIMITATIONS, SCHEMA_VERSION, check_export
 from contract.signatures import card_input, card_outputs
 from model.config import Config
+from model.distill import passes_per_image
 
 __all__ = ["CARD_FILE", "CLINICAL_USE_NOTE", "build_card", "validate_card"]
 
@@ -32,8 +33,10 @@ def build_card(
     fingerprint: str,
     data_counts: dict[str, Any] | None,
     framework: dict[str, str],
+    distillation: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The model card dict (see contract/model_card.py for the schema)."""
+    """The model card dict (see contract/model_card.py for the schema); ``distillation``: a
+    student's ``distill.json`` (its teacher and their agreement)."""
     size = config.image_size
     e = config.eval
     return {
@@ -58,6 +61,8 @@ def build_card(
             "layer": "backbone output",
         },
         "ensemble": {"folds": folds, "members": len(folds), "tta": e.tta},
+        "passes_per_image": passes_per_image(len(folds), e.tta),
+        "teacher": _teacher(distillation),
         "backbone": config.model.backbone,
         "loss": config.loss.name,
         "metrics": metrics,
@@ -70,6 +75,20 @@ def build_card(
         "clinical_use_note": CLINICAL_USE_NOTE,
         "limitations": list(LIMITATIONS),
         "framework": framework,
+    }
+
+
+def _teacher(distillation: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The card's ``teacher`` block (None: not a distilled student)."""
+    if distillation is None:
+        return None
+    return {
+        "run": distillation["teacher_run"],
+        "version": distillation["teacher_version"],
+        "folds": distillation["teacher_folds"],
+        "tta": distillation["teacher_tta"],
+        "passes_per_image": distillation["teacher_passes_per_image"],
+        "agreement": distillation["agreement"],
     }
 
 

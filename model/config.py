@@ -190,6 +190,22 @@ class ExportConfig:
 
 
 @dataclass
+class DistillConfig:
+    """Knowledge distillation (model/distill.py): one student network learns a finished run's
+    fold ensemble (its test-time views included) and the labels."""
+
+    teacher_run: str | None = None
+    """A finished run directory whose fold ensemble teaches; None = ordinary training."""
+    teacher_version: int | None = None
+    """The export version of the teacher, named in the student's model card."""
+    weight: float = 0.7
+    """Target = weight * teacher probabilities + (1 - weight) * one-hot label."""
+    holdout_fold: int = 0
+    """The student trains on the teacher's other folds and is validated on this one (as each
+    fold model of the teacher was), so a single fold model compares like for like."""
+
+
+@dataclass
 class Config:
     """Everything a run needs; saved as ``config.yaml`` in the run directory."""
 
@@ -208,6 +224,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
 
     @property
     def preprocess_config(self) -> PreprocessConfig:
@@ -352,6 +369,16 @@ def check_consistency(config: Config) -> None:
             )
     if config.augment.mixup < 0:
         raise ValueError(f"augment.mixup must be >= 0, got {config.augment.mixup}")
+    d = config.distill
+    if d.teacher_run is not None:
+        if not 0.0 <= d.weight <= 1.0:
+            raise ValueError(f"distill.weight must be in [0, 1], got {d.weight}")
+        if not 0 <= d.holdout_fold < config.folds.n_splits:
+            raise ValueError(
+                f"distill.holdout_fold {d.holdout_fold} is not a fold of {config.folds.n_splits}"
+            )
+        if config.folds.only not in (None, [d.holdout_fold]):
+            raise ValueError("a distillation trains one network: leave folds.only unset")
 
 
 def save_config(config: Config, path: str | Path) -> None:

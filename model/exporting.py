@@ -47,6 +47,7 @@ from model.card import build_card, validate_card
 from model.config import Config
 from model.data import prepare_data
 from model.decision import DEFAULT_THRESHOLDS, predict_grade
+from model.distill import DISTILL_FILE
 from model.ensemble import load_fold_models, load_run_config, selected_folds
 from model.evaluation import headline
 from model.network import backbone_of
@@ -98,6 +99,11 @@ def _metrics(run_dir: Path) -> dict[str, Any] | None:
     }
     out["tta"] = full.get("tta")
     return out
+
+
+def _distillation(run_dir: Path) -> dict[str, Any] | None:
+    path = run_dir / DISTILL_FILE
+    return json.loads(path.read_text()) if path.exists() else None
 
 
 def verify_export(
@@ -238,6 +244,7 @@ def export_run(run_dir: Path, overrides: list[str] | None = None) -> ExportResul
         data.fingerprint,
         data.counts,
         _framework(),
+        _distillation(run_dir),
     )
     card_json = json.dumps(card, indent=2)
     save_serving_model(

@@ -33,6 +33,7 @@ from model.callbacks import QWKCheckpoint
 from model.config import Config, save_config
 from model.data import PreparedData, prepare_data
 from model.decision import expected_grade, optimise_thresholds, predict_grade
+from model.distill import prepare_teacher, soft_targets, write_report
 from model.folds import assign_folds, read_folds, write_folds
 from model.losses import class_weights, make_loss
 from model.metrics import NUM_CLASSES, quadratic_weighted_kappa
@@ -116,8 +117,11 @@ class CVTrainer:
         folds: NDArray[np.int64],
         todo: list[int],
         started: float | None = None,
+        teacher: NDArray[np.float32] | None = None,
     ) -> None:
         self.config, self.data, self.run_dir, self.folds = config, data, run_dir, folds
+        self.teacher = teacher
+        """Distillation: the teacher's probabilities per cached image (None: labels only)."""
         self.started = started if started is not None else time.monotonic()
         t = config.train
         set_precision(t.precision)
@@ -199,6 +203,11 @@ class CVTrainer:
                 seed=cfg.seed * 1000 + k + int(qwk.state["epochs_done"]),
                 steps=self.steps,
                 mixup=cfg.augment.mixup,
+                targets=None
+                if self.teacher is None
+                else soft_targets(
+                    self.teacher[train_rows], data.grades(train_rows), cfg.distill.weight
+                ),
             )
             callbacks = [
                 qwk,  # first: adds val_* to the logs the CSV logger writes
@@ -257,13 +266,15 @@ def _write_probs_csv(path: Path, header: list[str], rows: list[list[Any]]) -> No
         writer.writerows(rows)
 
 
-def aggregate(config: Config, data: PreparedData, run_dir: Path) -> dict[str, Any]:
-    """Combine fold outputs: oof.csv, test_predictions.csv (fold mean), thresholds.json."""
-    n_splits = config.folds.n_splits
+def aggregate(
+    config: Config, data: PreparedData, run_dir: Path, folds: list[int]
+) -> dict[str, Any]:
+    """Combine the outputs of the trained folds: oof.csv (their validation rows),
+    test_predictions.csv (their mean), thresholds.json."""
     fold_of = read_folds(run_dir / "folds.csv")
     oof_rows: list[list[Any]] = []
     oof_probs, oof_grades, test_stack = [], [], []
-    for k in range(n_splits):
+    for k in folds:
         with np.load(fold_dir(run_dir, k) / "predictions.npz") as p:
             for row, probs in zip(p["val_rows"], p["oof"], strict=True):
                 record = data.cached.records[int(row)]
@@ -308,11 +319,16 @@ def run_training(config: Config, progress: bool = True) -> Path:
     run_dir = resolve_run_dir(config)
     run_dir.mkdir(parents=True, exist_ok=True)
     config.run_dir = str(run_dir)
+    if config.distill.teacher_run is not None:  # one student, validated like one fold
+        config.folds.only = [config.distill.holdout_fold]
     setup_logging(run_dir)
     save_config(config, run_dir / "config.yaml")
     started = time.perf_counter()
     started_monotonic = time.monotonic()
     data = prepare_data(config, run_dir, progress)
+    teacher = None
+    if config.distill.teacher_run is not None:
+        teacher = prepare_teacher(config, data, run_dir)
     folds_path = run_dir / "folds.csv"
     ids = data.ids(data.cv_rows)
     if folds_path.exists():
@@ -331,11 +347,21 @@ def run_training(config: Config, progress: bool = True) -> Path:
     )
     todo = [k for k in wanted if not (fold_dir(run_dir, k) / "DONE").exists()]
     if todo:
-        trainer = CVTrainer(config, data, run_dir, folds, todo, started_monotonic)
+        trainer = CVTrainer(
+            config,
+            data,
+            run_dir,
+            folds,
+            todo,
+            started_monotonic,
+            teacher=None if teacher is None else teacher.probs,
+        )
         for i, k in enumerate(todo):
             if trainer.train_fold(k, remaining=len(todo) - i).get("paused_after_epoch"):
                 break  # the lease is nearly over: leave the remaining folds for the resume
-    complete = all((fold_dir(run_dir, k) / "DONE").exists() for k in range(config.folds.n_splits))
+    # A run is complete with every fold done (a student: its one network).
+    needed = wanted if teacher is not None else list(range(config.folds.n_splits))
+    complete = all((fold_dir(run_dir, k) / "DONE").exists() for k in needed)
     summary: dict[str, Any] = {
         "backend": keras.backend.backend(),
         "folds_trained_now": todo,
@@ -345,12 +371,16 @@ def run_training(config: Config, progress: bool = True) -> Path:
         "fingerprint": data.fingerprint,
         "folds": [
             json.loads((fold_dir(run_dir, k) / "DONE").read_text())
-            for k in range(config.folds.n_splits)
+            for k in needed
             if (fold_dir(run_dir, k) / "DONE").exists()
         ],
     }
     if complete:
-        summary["thresholds"] = aggregate(config, data, run_dir)
+        summary["thresholds"] = aggregate(config, data, run_dir, needed)
+        if teacher is not None:
+            summary["distill"] = write_report(
+                config, teacher, run_dir, fold_dir(run_dir, wanted[0])
+            )
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     log.info(
         "run %s: %s folds done in %.0f s",
