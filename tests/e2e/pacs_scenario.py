@@ -31,7 +31,6 @@ import sys
 import tempfile
 import time
 import traceback
-from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
@@ -39,7 +38,9 @@ import httpx
 import pydicom
 
 from synthetic import encode_dicom, synthesize_fundus, synthesize_non_fundus
-from tests.e2e.dicom_sr import summarize
+from tests.e2e.dicom_sr import summarize, summarize_study
+from tests.e2e.study_checks import StudyChecks
+from tests.e2e.waits import wait_for
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ORTHANC_HTTP_PORT = 8042
@@ -65,19 +66,8 @@ PHI_STRINGS = (
 """Patient names, IDs, birth dates and accession numbers used here: never in gateway logs."""
 
 
-def wait_for(what: str, probe: Callable[[], T | None], timeout_s: float, every_s: float = 0.2) -> T:
-    """Poll ``probe`` until it returns something other than None/False."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            value = probe()
-        except httpx.HTTPError:
-            value = None
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout_s:.0f} s waiting for {what}")
-        time.sleep(every_s)
+STUDY_SETTLE_S = 1.0
+"""How long a study's SR waits for more instances (short: the scenario sends whole studies)."""
 
 
 class Child:
@@ -220,6 +210,7 @@ class Gateway:
                 "DRG_PACS_PASSWORD_FILE": str(password_file),
                 "DRG_PACS_RETRY_INITIAL_S": "0.2",
                 "DRG_PACS_RETRY_MAX_S": "1.5",
+                "DRG_PACS_STUDY_SETTLE_S": str(STUDY_SETTLE_S),
             }
         )
         self.log_path = workdir / "gateway.log"
@@ -244,7 +235,7 @@ class Gateway:
         return self.child.stop()
 
 
-class Scenario:
+class Scenario(StudyChecks):
     """The steps and their checks."""
 
     def __init__(self, args: argparse.Namespace, workdir: Path) -> None:
@@ -323,7 +314,18 @@ class Scenario:
             10,
         )
         result = body["result"]
-        summary = summarize(sr)
+        study = summarize_study(sr)  # a one-photograph study: its one eye is the photograph
+        (summary,) = study["eyes"].values()
+        summary["images"] = study["images"]
+        summary["algorithm_version"] = study["algorithm_version"]
+        self.check(
+            f"{name}: the eye's one photograph says the same",
+            {k: summary.get(k) for k in ("grade", "gradable", "referable", "reasons")}
+            == {
+                k: summary["photographs"][0].get(k)
+                for k in ("grade", "gradable", "referable", "reasons")
+            },
+        )
         self.report["srs"][name] = {
             "sr_sop_instance_uid": str(sr.SOPInstanceUID),
             "json_grade": result["grade"],
@@ -368,17 +370,7 @@ class Scenario:
         self.check(
             f"{name}: delivered", body["delivery"]["status"] == "delivered", body["delivery"]
         )
-        if self.dciodvfy:
-            with tempfile.NamedTemporaryFile(suffix=".dcm") as handle:
-                handle.write(sr_bytes)
-                handle.flush()
-                run = subprocess.run(
-                    [self.dciodvfy, handle.name], capture_output=True, text=True, check=False
-                )
-            errors = [
-                line for line in (run.stdout + run.stderr).splitlines() if line.startswith("Error")
-            ]
-            self.check(f"{name}: dciodvfy 0 errors", not errors, errors[:5])
+        self.dciodvfy_check(name, sr_bytes)
 
     def grade_direct(self, data: bytes) -> int | None:
         """The grade /v1/grade gives for the same bytes."""
@@ -397,6 +389,21 @@ class Scenario:
             if line.startswith(name) and not line.startswith("#"):
                 total += float(line.rsplit(" ", 1)[1])
         return total
+
+    def dciodvfy_check(self, name: str, data: bytes) -> None:
+        """dciodvfy reports no error (when installed)."""
+        if not self.dciodvfy:
+            return
+        with tempfile.NamedTemporaryFile(suffix=".dcm") as handle:
+            handle.write(data)
+            handle.flush()
+            run = subprocess.run(
+                [self.dciodvfy, handle.name], capture_output=True, text=True, check=False
+            )
+        errors = [
+            line for line in (run.stdout + run.stderr).splitlines() if line.startswith("Error")
+        ]
+        self.check(f"{name}: dciodvfy 0 errors", not errors, errors[:5])
 
     # -- the scenario ----------------------------------------------------------------------
 
@@ -540,6 +547,8 @@ class Scenario:
         self.timed("gateway_outage_recovery", step)
         self.check_sr("secondary capture (forwarded late)", third, sr_third)
         self.check_sr("jpeg baseline", fourth, sr_fourth)
+
+        self.study_phase()
 
         self.check(
             "outbox drained",

@@ -166,6 +166,7 @@ class Scenario:
                 "DRG_PACS_TIMEOUT_S": str(PACS_TIMEOUT_S),
                 "DRG_PACS_LEASE_S": str(LEASE_S),
                 "DRG_PACS_POLL_S": "1",
+                "DRG_PACS_STUDY_SETTLE_S": "0",
             }
         )
         self.a = Replica("a", work, args, self.env)
@@ -267,7 +268,7 @@ class Scenario:
     def leases_of(self, replica: Replica) -> int:
         with psycopg.connect(self.postgres.url.replace("postgresql+psycopg", "postgresql")) as conn:
             row = conn.execute(
-                "SELECT count(*) FROM results WHERE status = 'pending' AND lease_owner LIKE %s",
+                "SELECT count(*) FROM studies WHERE status = 'pending' AND lease_owner LIKE %s",
                 (f"%:{replica.pid}:%",),
             ).fetchone()
         return int(row[0]) if row else 0
