@@ -97,7 +97,14 @@ class EyeExam:
     def deciding_index(self) -> int | None:
         """Index in ``images`` of the worst gradable photograph (None: none is gradable)."""
         ranked = [
-            (bool(image.referable), image.grade, image.referable_probability or 0.0, -index)
+            # P(referable) as published (6 decimals), so a study rebuilt from stored results
+            # picks the same photograph as the request that graded them; ties: the first sent.
+            (
+                bool(image.referable),
+                image.grade,
+                round(image.referable_probability or 0.0, 6),
+                -index,
+            )
             for index, image in enumerate(self.images)
             if image.grade is not None
         ]

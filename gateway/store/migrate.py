@@ -55,8 +55,9 @@ def current_revision(engine: sa.Engine) -> str | None:
         return MigrationContext.configure(conn).get_current_revision()
 
 
-def upgrade(engine: sa.Engine) -> str:
-    """Upgrade the database to head (a no-op when it is there); returns the head revision."""
+def upgrade(engine: sa.Engine, target: str = "head") -> str:
+    """Upgrade the database to ``target`` (head: a no-op when it is there); returns the
+    revision it is at."""
     config = _config()
     with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
@@ -64,7 +65,7 @@ def upgrade(engine: sa.Engine) -> str:
             conn.execute(sa.select(sa.func.pg_advisory_xact_lock(ADVISORY_LOCK_KEY)))
         before = MigrationContext.configure(conn).get_current_revision()
         config.attributes["connection"] = conn
-        command.upgrade(config, "head")
+        command.upgrade(config, target)
         after = MigrationContext.configure(conn).get_current_revision()
     if before != after:
         log.info("store %s upgraded from %s to %s", safe_url(engine.url), before, after)
