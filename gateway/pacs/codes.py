@@ -111,6 +111,28 @@ ACTIONS: dict[Action, Code] = {
 """The machine-readable next step (gateway.clinical.Action)."""
 
 
+# The study SR (gateway.pacs.study_sr): one exam per study.
+EXAM_REPORT = _drg("DRG-EXAM-REPORT", "Diabetic retinopathy AI screening exam report")
+EYE = _drg("EYE", "Eye result")
+PHOTOGRAPH = _drg("PHOTOGRAPH", "Photograph result")
+PATIENT = _drg("PATIENT", "Patient-level result")
+VISION_THREATENING = _drg("VISION-THREAT", "Vision-threatening diabetic retinopathy")
+INSUFFICIENT_QUALITY = _drg("INSUFF-QUALITY", "Insufficient image quality")
+EYE_MISSING = _drg("EYE-MISSING", "Eye not examined")
+DECIDING_IMAGE = _drg("DECIDING-IMAGE", "Photograph that decides the eye result")
+STUDY_CODES = (
+    EXAM_REPORT,
+    EYE,
+    PHOTOGRAPH,
+    PATIENT,
+    VISION_THREATENING,
+    INSUFFICIENT_QUALITY,
+    EYE_MISSING,
+    DECIDING_IMAGE,
+)
+"""The codes only the study SR uses."""
+
+
 def private_codes() -> list[Code]:
     """Every 99DRG code, for the documentation and its test."""
     fixed = [
@@ -125,4 +147,5 @@ def private_codes() -> list[Code]:
         NEXT_STEP,
     ]
     pools = [*GRADE_PROBABILITIES, *SEVERITY.values(), *QUALITY_REASONS.values()]
-    return [c for c in [*fixed, *pools, *ACTIONS.values()] if c.scheme == PRIVATE_SCHEME]
+    every = [*fixed, *pools, *ACTIONS.values(), *STUDY_CODES]
+    return [c for c in every if c.scheme == PRIVATE_SCHEME]

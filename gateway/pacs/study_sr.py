@@ -1,6 +1,6 @@
 """One Comprehensive SR per PACS study: the exam result, in the spirit of IHE AI Results.
 
-Groundwork for issue 17 item 2 (not wired into the intake yet). Content tree, reusing the
+Built by gateway.pacs.study (the intake's composer) for every study. Content tree, reusing the
 items and codes of gateway.pacs.sr (the per-instance SR)::
 
     CONTAINER  99DRG DRG-EXAM-REPORT "Diabetic retinopathy AI screening exam report"
@@ -8,20 +8,20 @@ items and codes of gateway.pacs.sr (the per-instance SR)::
       CONTAINS  IMAGE DCM 121324 Source image (one per source instance)
       CONTAINS  CONTAINER DCM 121070 Findings
         HAS CONCEPT MOD  TEXT DCM 111001 Algorithm Name, DCM 111003 Algorithm Version
-        CONTAINS  CONTAINER 99DRG EYE (right, then left; absent eyes left out)
+        CONTAINS  CONTAINER 99DRG codes.EYE (right, then left; absent eyes left out)
           HAS CONCEPT MOD  CODE SCT 272741003 Laterality = SCT Right/Left
           CONTAINS  the eye's GRADABLE / severity / REFERABLE-DR / NEXT-STEP / Recommendation,
                     as the per-instance SR says them, from the photograph that decides the eye
           CONTAINS  CODE 99DRG VISION-THREAT = SCT Yes/No (gradable eyes)
           CONTAINS  IMAGE 99DRG DECIDING-IMAGE -> the deciding photograph (gradable eyes)
-          CONTAINS  CONTAINER 99DRG PHOTOGRAPH (one per photograph, in the order sent)
+          CONTAINS  CONTAINER 99DRG codes.PHOTOGRAPH (one per photograph, in the order sent)
             CONTAINS  IMAGE DCM 121324 Source image
             CONTAINS  GRADABLE (quality score, reasons) / severity / REFERABLE-DR / NEXT-STEP /
                       Recommendation of that photograph
-        CONTAINS  CONTAINER 99DRG PATIENT
+        CONTAINS  CONTAINER 99DRG codes.PATIENT
           CONTAINS  CODE 99DRG NEXT-STEP, TEXT DCM 121075 Recommendation (the summary)
           CONTAINS  CODE 99DRG REFERABLE-DR, VISION-THREAT, INSUFF-QUALITY = SCT Yes/No
-          CONTAINS  CODE 99DRG EYE-MISSING = SCT Right/Left (one per eye not examined)
+          CONTAINS  CODE 99DRG codes.EYE-MISSING = SCT Right/Left (one per eye not examined)
         CONTAINS  TEXT DCM 121106 Comment (disclaimer, model warnings)
 
 The SOP Instance UID derives from the study, the model name/version and the sorted source SOP
@@ -43,7 +43,6 @@ from pydicom.uid import UID, ExplicitVRLittleEndian
 from gateway.clinical import PatientReferral
 from gateway.exam import EyeExam, Photo
 from gateway.pacs import codes
-from gateway.pacs.codes import Code
 from gateway.pacs.sr import (
     COMPREHENSIVE_SR,
     IMPLEMENTATION_CLASS_UID,
@@ -67,30 +66,6 @@ from gateway.pacs.sr import (
     sr_identity,
 )
 
-
-def _drg(value: str, meaning: str) -> Code:
-    return Code(value, codes.PRIVATE_SCHEME, meaning)
-
-
-EXAM_REPORT = _drg("DRG-EXAM-REPORT", "Diabetic retinopathy AI screening exam report")
-EYE = _drg("EYE", "Eye result")
-PHOTOGRAPH = _drg("PHOTOGRAPH", "Photograph result")
-PATIENT = _drg("PATIENT", "Patient-level result")
-VISION_THREATENING = _drg("VISION-THREAT", "Vision-threatening diabetic retinopathy")
-INSUFFICIENT_QUALITY = _drg("INSUFF-QUALITY", "Insufficient image quality")
-EYE_MISSING = _drg("EYE-MISSING", "Eye not examined")
-DECIDING_IMAGE = _drg("DECIDING-IMAGE", "Photograph that decides the eye result")
-STUDY_CODES = (
-    EXAM_REPORT,
-    EYE,
-    PHOTOGRAPH,
-    PATIENT,
-    VISION_THREATENING,
-    INSUFFICIENT_QUALITY,
-    EYE_MISSING,
-    DECIDING_IMAGE,
-)
-"""The 99DRG codes this SR adds to gateway.pacs.codes (not yet in docs/pacs.md)."""
 _ALGORITHM = (codes.ALGORITHM_NAME, codes.ALGORITHM_VERSION)
 
 
@@ -182,7 +157,7 @@ def build_study_sr(
     ds.CurrentRequestedProcedureEvidenceSequence = [_all_evidence(study_uid, instances)]
 
     ds.ValueType = "CONTAINER"
-    ds.ConceptNameCodeSequence = [_code(EXAM_REPORT)]
+    ds.ConceptNameCodeSequence = [_code(codes.EXAM_REPORT)]
     ds.ContinuityOfContent = "SEPARATE"
     findings = [
         _text("HAS CONCEPT MOD", codes.ALGORITHM_NAME, exam.model_name),
@@ -310,18 +285,18 @@ def _eye(exam: StudyExam, eye: EyeExam, uids: tuple[str, ...], classes: dict[str
     items = _without_algorithm(_findings(finding, classes[uid], uid))
     if index is not None:
         threatening = codes.YES if eye.vision_threatening else codes.NO
-        items.append(_code_item("CONTAINS", VISION_THREATENING, threatening))
-        items.append(_image("CONTAINS", DECIDING_IMAGE, classes[uid], uid))
+        items.append(_code_item("CONTAINS", codes.VISION_THREATENING, threatening))
+        items.append(_image("CONTAINS", codes.DECIDING_IMAGE, classes[uid], uid))
     for image, image_uid in zip(eye.images, uids, strict=True):
         photo = _without_algorithm(
             _findings(_photo_finding(exam, image), classes[image_uid], image_uid)
         )
         source = _image("CONTAINS", codes.SOURCE_IMAGE, classes[image_uid], image_uid)
-        items.append(_container("CONTAINS", PHOTOGRAPH, [source, *photo]))
-    return _container("CONTAINS", EYE, items)
+        items.append(_container("CONTAINS", codes.PHOTOGRAPH, [source, *photo]))
+    return _container("CONTAINS", codes.EYE, items)
 
 
-def _yes_no(concept: Code, value: bool) -> Dataset:
+def _yes_no(concept: codes.Code, value: bool) -> Dataset:
     return _code_item("CONTAINS", concept, codes.YES if value else codes.NO)
 
 
@@ -330,10 +305,10 @@ def _patient(referral: PatientReferral) -> Dataset:
         _code_item("CONTAINS", codes.NEXT_STEP, codes.ACTIONS[referral.action]),
         _text("CONTAINS", codes.RECOMMENDATION, referral.summary),
         _yes_no(codes.REFERABLE_DR, referral.referable),
-        _yes_no(VISION_THREATENING, referral.vision_threatening),
-        _yes_no(INSUFFICIENT_QUALITY, referral.insufficient_quality),
+        _yes_no(codes.VISION_THREATENING, referral.vision_threatening),
+        _yes_no(codes.INSUFFICIENT_QUALITY, referral.insufficient_quality),
     ]
     for missing in referral.missing_eyes:
         side = codes.RIGHT if missing == "right" else codes.LEFT
-        items.append(_code_item("CONTAINS", EYE_MISSING, side))
-    return _container("CONTAINS", PATIENT, items)
+        items.append(_code_item("CONTAINS", codes.EYE_MISSING, side))
+    return _container("CONTAINS", codes.PATIENT, items)
