@@ -9,8 +9,12 @@ from pathlib import Path
 import httpx
 import pytest
 
+from gateway.auth import hash_key
+from gateway.store.config import DatabaseSettings
+from gateway.store.results import ResultStore
 from harness.processes import GatewayProcess, TFServingProcess
 from tests.conftest import API_KEY, PACS_ONLY_KEY
+from tests.support.result_store import fresh_postgres
 
 __all__ = ["API_KEY", "PACS_ONLY_KEY", "start_gateway"]
 
@@ -39,6 +43,28 @@ def start_gateway(
     return GatewayProcess(settings, lean_protos, tmp_path / "gateway.log").start()
 
 
+def start_pacs_gateway(
+    workdir: Path, lean_protos: Path, target: str, clients: dict[str, tuple[str, str]], **env: str
+) -> GatewayProcess:
+    """A ready gateway with the PACS intake on, its SQLite store in ``workdir`` and these API
+    clients (name -> (key, scopes))."""
+    keys = workdir / "keys.txt"
+    keys.write_text(
+        "".join(f"{name} {hash_key(key)} {scopes}\n" for name, (key, scopes) in clients.items())
+    )
+    process = start_gateway(
+        workdir,
+        lean_protos,
+        keys,
+        target,
+        pacs_enabled="true",
+        database_url=f"sqlite:///{workdir / 'drg.sqlite3'}",
+        **env,
+    )
+    process.wait_ready()
+    return process
+
+
 @pytest.fixture(scope="module")
 def gateway(
     tfserving: TFServingProcess,
@@ -60,3 +86,19 @@ def client(gateway: GatewayProcess) -> Iterator[httpx.Client]:
         base_url=gateway.url, headers={"Authorization": f"Bearer {API_KEY}"}, timeout=30
     ) as http:
         yield http
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> DatabaseSettings:
+    """Settings of an empty store on each engine (the SQLite file's folder does not exist yet)."""
+    if request.param == "sqlite":
+        return DatabaseSettings(url=f"sqlite:///{tmp_path / 'var' / 'drg.sqlite3'}")
+    return fresh_postgres(request.getfixturevalue("postgres"), "store")[1]
+
+
+@pytest.fixture
+def store(database: DatabaseSettings) -> Iterator[ResultStore]:
+    """The results store opened on ``database`` (each engine in turn)."""
+    store = ResultStore.open(database)
+    yield store
+    store.close()

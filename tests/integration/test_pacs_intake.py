@@ -18,10 +18,9 @@ import httpx
 import pydicom
 import pytest
 
-from gateway.auth import hash_key
 from harness.processes import GatewayProcess, TFServingProcess
 from synthetic import encode_dicom, synthesize_fundus
-from tests.integration.conftest import start_gateway
+from tests.integration.conftest import start_pacs_gateway
 
 MAX_PARTS = 4
 KEYS = {"pacs-a": "key-a", "pacs-b": "key-b", "grader": "key-g", "admin": "key-admin"}
@@ -55,21 +54,14 @@ def pacs_gateway(
     tfserving: TFServingProcess, lean_protos: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[GatewayProcess]:
     """A gateway with the PACS intake on, four clients and at most MAX_PARTS parts a request."""
-    workdir = tmp_path_factory.mktemp("pacs-gw")
-    keys = workdir / "keys.txt"
-    keys.write_text(
-        "".join(f"{name} {hash_key(key)} {SCOPES[name]}\n" for name, key in KEYS.items())
-    )
-    process = start_gateway(
-        workdir,
+    clients = {name: (key, SCOPES[name]) for name, key in KEYS.items()}
+    process = start_pacs_gateway(
+        tmp_path_factory.mktemp("pacs-gw"),
         lean_protos,
-        keys,
         tfserving.target,
-        pacs_enabled="true",
-        database_url=f"sqlite:///{workdir / 'drg.sqlite3'}",
+        clients,
         pacs_max_parts=str(MAX_PARTS),
     )
-    process.wait_ready()
     yield process
     process.stop()
 

@@ -6,7 +6,6 @@ per-pod outbox files. PostgreSQL-only cases are in ``test_result_store_postgres.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,26 +15,11 @@ from gateway.store.config import DatabaseSettings
 from gateway.store.legacy_outbox import import_outbox
 from gateway.store.results import PutOutcome, ResultStore
 from gateway.store.schema import results
-from tests.support.result_store import CONTENT, fresh_postgres, outbox_file
+from tests.support.result_store import CONTENT, outbox_file
 
 RESULT = {"sop_instance_uid": "1.2.3", "result": {"grade": 2}}
 OTHER_CONTENT = "b" * 64
 LEASE_S = 60.0
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database(request: pytest.FixtureRequest, tmp_path: Path) -> DatabaseSettings:
-    """Settings of an empty store on each engine (the SQLite file's folder does not exist yet)."""
-    if request.param == "sqlite":
-        return DatabaseSettings(url=f"sqlite:///{tmp_path / 'var' / 'drg.sqlite3'}")
-    return fresh_postgres(request.getfixturevalue("postgres"), "results")[1]
-
-
-@pytest.fixture
-def store(database: DatabaseSettings) -> Iterator[ResultStore]:
-    store = ResultStore.open(database)
-    yield store
-    store.close()
 
 
 def put(

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,20 +24,6 @@ from tests.support.result_store import CONTENT, database_name, fresh_postgres
 STUDY = "1.2.840.1"
 SETTLE_S = 30.0
 LEASE_S = 60.0
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database(request: pytest.FixtureRequest, tmp_path: Path) -> DatabaseSettings:
-    if request.param == "sqlite":
-        return DatabaseSettings(url=f"sqlite:///{tmp_path / 'var' / 'drg.sqlite3'}")
-    return fresh_postgres(request.getfixturevalue("postgres"), "studies")[1]
-
-
-@pytest.fixture
-def store(database: DatabaseSettings) -> Iterator[ResultStore]:
-    store = ResultStore.open(database)
-    yield store
-    store.close()
 
 
 def member(uid: str, eye: str = "left", content: str = CONTENT, version: int = 1) -> StudyMember:

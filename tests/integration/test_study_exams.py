@@ -16,15 +16,12 @@ import httpx
 import pydicom
 import pytest
 
-from gateway.auth import hash_key
 from harness.processes import GatewayProcess, TFServingProcess
 from synthetic import encode_dicom, synthesize_fundus, synthesize_non_fundus
-from tests.integration.conftest import start_gateway
-from tests.integration.test_pacs_intake import failures, multipart, sop_uid
+from tests.integration.conftest import start_pacs_gateway
+from tests.integration.test_pacs_intake import KEYS, SCOPES, failures, multipart, sop_uid
 from tests.support.fhir import resources, validate
 
-KEYS = {"pacs-a": "key-a", "pacs-b": "key-b", "grader": "key-g", "admin": "key-admin"}
-SCOPES = {"pacs-a": "pacs", "pacs-b": "pacs", "grader": "grade", "admin": "results:read"}
 CANNOT_UNDERSTAND = 0xC000
 
 
@@ -60,21 +57,14 @@ def studies_gateway(
     tfserving: TFServingProcess, lean_protos: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[GatewayProcess]:
     """A PACS gateway with four clients; SRs stay in its SQLite store."""
-    workdir = tmp_path_factory.mktemp("studies-gw")
-    keys = workdir / "keys.txt"
-    keys.write_text(
-        "".join(f"{name} {hash_key(key)} {SCOPES[name]}\n" for name, key in KEYS.items())
-    )
-    process = start_gateway(
-        workdir,
+    clients = {name: (key, SCOPES[name]) for name, key in KEYS.items()}
+    process = start_pacs_gateway(
+        tmp_path_factory.mktemp("studies-gw"),
         lean_protos,
-        keys,
         tfserving.target,
-        pacs_enabled="true",
-        database_url=f"sqlite:///{workdir / 'drg.sqlite3'}",
+        clients,
         pacs_study_settle_s="30",
     )
-    process.wait_ready()
     yield process
     process.stop()
 
