@@ -22,19 +22,25 @@ def database_name(prefix: str) -> str:
     return f"{prefix}_{os.getpid()}_{next(DATABASES)}"
 
 
-def fresh_postgres(postgres: PostgresServer, prefix: str) -> tuple[str, DatabaseSettings]:
-    """A new database at head: its engine URL (with password) and the gateway's settings (the
-    URL without it, the password from the server's file)."""
+def empty_postgres(postgres: PostgresServer, prefix: str) -> tuple[str, DatabaseSettings]:
+    """A new database never upgraded: its engine URL (with password) and the gateway's
+    settings (the URL without it, the password from the server's file)."""
     name = database_name(prefix)
     url = postgres.create_database(name)
+    return url, DatabaseSettings(
+        url=postgres.settings_url(name), password_file=postgres.password_file
+    )
+
+
+def fresh_postgres(postgres: PostgresServer, prefix: str) -> tuple[str, DatabaseSettings]:
+    """A new database at head (``empty_postgres``, then upgraded)."""
+    url, settings = empty_postgres(postgres, prefix)
     engine = make_engine(url)
     try:
         upgrade(engine)  # open() only checks PostgreSQL: the migration Job upgrades it
     finally:
         engine.dispose()
-    return url, DatabaseSettings(
-        url=postgres.settings_url(name), password_file=postgres.password_file
-    )
+    return url, settings
 
 
 OUTBOX_COLUMNS = """
