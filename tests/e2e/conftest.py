@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.e2e.pacs_scenario import PLUGIN
+from tests.e2e.pacs_processes import PLUGIN
 
 
 def _ip(*args: str) -> subprocess.CompletedProcess[str]:

@@ -4,7 +4,9 @@
         --keys-file K --pacs-key P --report R [--instances N]
 
 Instances go straight to the gateways' STOW-RS (Orthanc holds only the SRs, so its instance
-count is the number of SRs). Phases, each with its checks in the JSON report:
+count is the number of SRs). Each instance is its own study (encode_dicom derives the Study
+Instance UID from the seed), so each gets its own study SR (settle 0 s), and
+``GET /v1/results/{uid}`` shows that study SR under ``sr``. Phases, each with its checks in the JSON report:
 
 1. ``alternate``: N instances sent alternately to both replicas -> N SRs in Orthanc, N
    "delivered" answers counted by the two replicas together (no SR sent twice), every result
@@ -39,14 +41,8 @@ import pydicom
 from harness.postgres import PostgresServer
 from harness.processes import free_port
 from synthetic import encode_dicom, synthesize_fundus
-from tests.e2e.pacs_scenario import (
-    ORTHANC_HTTP_PORT,
-    ORTHANC_USER,
-    REPO_ROOT,
-    Child,
-    Orthanc,
-    wait_for,
-)
+from tests.e2e.pacs_processes import ORTHANC_HTTP_PORT, ORTHANC_USER, REPO_ROOT, Child, Orthanc
+from tests.e2e.waits import wait_for
 
 LEASE_S = 6
 PACS_TIMEOUT_S = 4
@@ -202,11 +198,29 @@ class Scenario:
         return left
 
     def delivered_everywhere(self, phase: str, uids: list[str], readers: list[Replica]) -> None:
+        """Every result readable from every replica; each instance's study SR (its own study)
+        in Orthanc, one SR per study, and GET /v1/studies naming the same SR."""
         missing = [u for u in uids if not all(r.result(u) for r in readers)]
         self.check(f"{phase}: every result readable from every replica", not missing, missing[:5])
-        srs = [(readers[0].result(u) or {}).get("sr", {}).get("sop_instance_uid") for u in uids]
+        results = [readers[0].result(u) or {} for u in uids]
+        srs = [r.get("sr", {}).get("sop_instance_uid") for r in results]
         absent = [u for u, s in zip(uids, srs, strict=True) if not s or not self.sr_in_orthanc(s)]
         self.check(f"{phase}: every SR in Orthanc", not absent, absent[:5])
+        studies = {r.get("study_instance_uid") for r in results}
+        self.check(
+            f"{phase}: one study and one study SR per instance",
+            len(studies) == len(set(srs)) == len(uids),
+            [len(studies), len(set(srs)), len(uids)],
+        )
+        for uid, result in list(zip(uids, results, strict=True))[:3]:
+            study = readers[-1].http.get(f"/v1/studies/{result.get('study_instance_uid')}")
+            body = study.json() if study.status_code == 200 else {}
+            self.check(
+                f"{phase}: GET /v1/studies names the result's SR",
+                body.get("sr", {}).get("sop_instance_uid") == result["sr"]["sop_instance_uid"]
+                and [i["sop_instance_uid"] for i in body.get("instances", [])] == [uid],
+                [study.status_code, body.get("sr"), result.get("sr")],
+            )
 
     def run(self) -> None:
         began = time.monotonic()

@@ -2,14 +2,17 @@
 
 Orthanc listens on all interfaces, so everything runs in a fresh network namespace with only
 loopback: the scenario driver (tests/e2e/pacs_scenario.py) starts Orthanc and the gateway
-inside it. This test creates the namespace, runs the driver, checks its report and the
-gateway's log, and always deletes the namespace (ending any process of ours still in it).
+inside it. Every study gets one study SR; a 2 + 2 photograph study's SR must say what
+``POST /v1/exams`` says on the same files, and a fifth photograph gives a new SR naming the
+first. This test creates the namespace, runs the driver, checks its report and the gateway's
+log, and always deletes the namespace (ending any process of ours still in it).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -60,8 +63,20 @@ def test_pacs_roundtrip_through_orthanc(
         "restart: result still pending",
         "after outage: grade = JSON",
         "secondary capture (forwarded late): grade = JSON",
+        "study: exactly one SR in Orthanc",
+        "study: GET /v1/studies sr = the SR in Orthanc",
+        "study: left eye = POST /v1/exams",
+        "study: right eye = POST /v1/exams",
+        "study: patient = POST /v1/exams",
+        "fifth: new SR names the first",
+        "fifth: JSON sr.replaces",
+        "fifth: left eye = POST /v1/exams",
     ):
         assert expected in names
+    if shutil.which("dciodvfy"):
+        assert {"study SR 4: dciodvfy 0 errors", "study SR 5: dciodvfy 0 errors"} <= names
+    study = report["study"]["study"]["sr"]
+    assert [len(study["eyes"][side]["photographs"]) for side in "LR"] == [2, 2]
     assert report["srs"]["ungradable"]["gradable"] is False
     assert report["srs"]["photo"]["sr_grade"] == report["srs"]["photo"]["json_grade"]
 

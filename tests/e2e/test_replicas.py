@@ -59,6 +59,7 @@ def test_two_replicas_share_one_store(
     names = {check["name"] for check in report["checks"]}
     for phase in ("alternate", "sigkill", "pacs_down", "db_restart"):
         assert f"{phase}: every SR in Orthanc" in names
+        assert f"{phase}: one study and one study SR per instance" in names
     assert report["counts"]["alternate"]["instances"] == INSTANCES
     assert report["counts"]["sigkill"]["leases_held_by_a_at_kill"] >= 1
     for log_path in report["gateway_logs"]:
