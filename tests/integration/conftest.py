@@ -93,7 +93,7 @@ def database(request: pytest.FixtureRequest, tmp_path: Path) -> DatabaseSettings
     """Settings of an empty store on each engine (the SQLite file's folder does not exist yet)."""
     if request.param == "sqlite":
         return DatabaseSettings(url=f"sqlite:///{tmp_path / 'var' / 'drg.sqlite3'}")
-    return fresh_postgres(request.getfixturevalue("postgres"), "store")[1]
+    return fresh_postgres(request.getfixturevalue("postgres"), "engines")[1]
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ and the ``python -m gateway.store`` CLI (which never prints a password)."""
 
 from __future__ import annotations
 
-import itertools
 import os
 import subprocess
 import sys
@@ -28,9 +27,9 @@ from gateway.store.migrate import (
     upgrade,
 )
 from harness.postgres import PostgresServer
+from tests.support.result_store import database_name
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-DATABASES = itertools.count()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -39,7 +38,7 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'var' / 'store.sqlite3'}"
     postgres: PostgresServer = request.getfixturevalue("postgres")
-    return postgres.create_database(f"store_{os.getpid()}_{next(DATABASES)}")
+    return postgres.create_database(database_name("migrations"))
 
 
 @pytest.fixture
@@ -134,7 +133,7 @@ def test_migrated_tables_match_the_live_schema(engine: sa.Engine) -> None:
 
 
 def test_concurrent_upgrades_on_postgresql_both_succeed(postgres: PostgresServer) -> None:
-    url = postgres.create_database(f"store_race_{os.getpid()}_{next(DATABASES)}")
+    url = postgres.create_database(database_name("migrations_race"))
     engines = [make_engine(url) for _ in range(2)]
     for engine in engines:  # connect first: the threads then race on the upgrade itself
         engine.connect().close()
