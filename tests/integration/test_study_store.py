@@ -2,7 +2,7 @@
 callable is handed, what a rebuilt SR replaces through a study's whole life, mixed batches,
 resends that must not delay delivery, failed attempts and released leases, retention next to
 pending rows, concurrent adders on each engine, and a v1 database with a per-instance SR
-written by ``ResultStore.put`` upgraded to v2 (complements test_store_studies.py)."""
+written by ``ResultStore.put`` upgraded to v2."""
 
 from __future__ import annotations
 
