@@ -2,7 +2,7 @@
 in the store, read from its file): 4 instances in one request = POST /v1/exams, a fifth = a new
 SR of 5 sources, a resend of the first four keeps it, the eye from Laterality alone, refusals
 (laterality_missing, study_patient_mismatch), access, FHIR ids stable across a rebuild, and
-dciodvfy on the study SR (complements test_study_exams.py)."""
+dciodvfy on the study SR."""
 
 from __future__ import annotations
 
