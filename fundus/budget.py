@@ -190,15 +190,14 @@ def jpeg_frame_header(data: bytes) -> tuple[int, int, int, int, list[tuple[int, 
 
 
 def _jpeg_cost(data: bytes, target_size: int | None) -> DecodeCost:
-    precision, width, height, _, components, sof_at = jpeg_frame_header(data)
+    precision, width, height, marker, components, sof_at = jpeg_frame_header(data)
     sample = 2 if precision > 8 else 1
     scale = choose_reduced_scale(width, height, target_size)
     out_w, out_h = -(-width // scale), -(-height // scale)
     # libjpeg keeps all coefficients for files with several scans (progressive, or
-    # non-interleaved baseline): 64 int16 per 8x8 block of each component. A second SOS marker
-    # after the frame header reveals them (entropy-coded data never holds FF DA).
+    # non-interleaved baseline): 64 int16 per 8x8 block of each component.
     coefficients = 0
-    if data.count(b"\xff\xda", sof_at) > 1:
+    if _multi_scan(data, marker, len(components), sof_at):
         h_max = max(h for h, _ in components) or 1
         v_max = max(v for _, v in components) or 1
         for h, v in components:
@@ -219,6 +218,34 @@ def _jpeg_cost(data: bytes, target_size: int | None) -> DecodeCost:
         width * height * channels * sample,
         max(decoder, preprocess_bytes(out_w, out_h)),
     )
+
+
+_PROGRESSIVE_SOF = frozenset((0xC2, 0xC6, 0xCA, 0xCE))
+_SEQUENTIAL_SOF = frozenset((0xC0, 0xC1, 0xC9))
+
+
+def _multi_scan(data: bytes, sof_marker: int, components: int, sof_at: int) -> bool:
+    """Whether libjpeg decodes this JPEG through a full coefficient buffer.
+
+    libjpeg's own rule (jdinput.c ``initial_setup``): progressive, or a first scan holding
+    fewer components than the frame. For sequential frames the first SOS header answers
+    without reading the entropy-coded data; any other frame (lossless, hierarchical) or a
+    file without a readable SOS falls back to counting SOS markers after the frame header
+    (entropy-coded data never holds FF DA), which scans the whole file.
+    """
+    if sof_marker in _PROGRESSIVE_SOF:
+        return True
+    if sof_marker in _SEQUENTIAL_SOF:
+        position = sof_at
+        while position + 5 <= len(data) and data[position] == 0xFF:
+            marker = data[position + 1]
+            if marker == 0xFF:  # fill byte
+                position += 1
+                continue
+            if marker == 0xDA:
+                return data[position + 4] < components
+            position += 2 + int.from_bytes(data[position + 2 : position + 4], "big")
+    return data.count(b"\xff\xda", sof_at) > 1
 
 
 def _tiff_cost(data: bytes) -> DecodeCost:

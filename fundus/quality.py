@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from fundus.preprocess import DiscGeometry, max_channel
+from fundus.preprocess import DiscGeometry
 from fundus.types import QualityReport, RGBImage
 
 ANALYSIS_SIZE = 512
@@ -63,43 +63,60 @@ def _ramp_below(value: float, threshold: float, spread: float) -> float:
     return _ramp_above(-value, -threshold, spread)
 
 
+_RIM_KERNEL = cv2.getStructuringElement(cv2.MORPH_RECT, (15, 15))
+_NO_DISC = {"mean_luma": 0.0, "saturated_fraction": 0.0, "sharpness": 0.0}
+
+
 def measure(analysis: RGBImage, crop_threshold: int) -> dict[str, float]:
-    """Brightness, exposure and sharpness of the disc in the square analysis image (512 px)."""
-    brightest = max_channel(analysis)
-    disc = (brightest > crop_threshold).astype(np.uint8)
+    """Brightness, exposure and sharpness of the disc in the square analysis image (512 px).
+
+    One channel split serves the disc mask, the saturation count and the sharpness (green);
+    masks stay 0/255 uint8 (``cv2.threshold``), so no boolean or float copy of the image is made
+    except the one the re-blur needs.
+    """
+    red, green, blue = cv2.split(analysis)
+    brightest = cv2.max(cv2.max(red, green), blue)
+    disc = cv2.threshold(brightest, crop_threshold, 255, cv2.THRESH_BINARY)[1]  # > threshold
     # Stay clear of the disc rim: its edge would dominate the sharpness measure.
-    inner = cv2.erode(disc, cv2.getStructuringElement(cv2.MORPH_RECT, (15, 15)))
+    inner = cv2.erode(disc, _RIM_KERNEL)
     inner_count = int(cv2.countNonZero(inner))
     if inner_count < 100:
-        return {"mean_luma": 0.0, "saturated_fraction": 0.0, "sharpness": 0.0}
+        return dict(_NO_DISC)
     luma = cv2.cvtColor(analysis, cv2.COLOR_RGB2GRAY)
-    saturated = cv2.bitwise_and((brightest >= 250).astype(np.uint8), inner)
+    saturated = cv2.bitwise_and(cv2.threshold(brightest, 249, 255, cv2.THRESH_BINARY)[1], inner)
     return {
-        "mean_luma": float(cv2.mean(luma, mask=inner)[0]),
+        "mean_luma": _masked_mean(luma, inner, inner_count),
         "saturated_fraction": int(cv2.countNonZero(saturated)) / inner_count,
-        "sharpness": reblur_sharpness(analysis[:, :, 1], inner),
+        "sharpness": reblur_sharpness(green, inner),
     }
+
+
+def _masked_mean(values: np.ndarray, mask: np.ndarray, count: int) -> float:
+    """Mean of ``values`` where ``mask`` is non-zero: a masked copy and a plain sum, several
+    times faster than ``cv2.mean(values, mask=mask)`` (its masked loop is not vectorised)."""
+    return float(cv2.sumElems(cv2.bitwise_and(values, values, mask=mask))[0]) / max(count, 1)
 
 
 def _mean_gradient(channel: np.ndarray, inner_x: np.ndarray, inner_y: np.ndarray) -> float:
     """Mean absolute horizontal + vertical difference inside the masks (OpenCV, no copies)."""
     dx = cv2.absdiff(channel[:, 1:], channel[:, :-1])
     dy = cv2.absdiff(channel[1:, :], channel[:-1, :])
-    return float(cv2.mean(dx, mask=inner_x)[0] + cv2.mean(dy, mask=inner_y)[0])
+    count_x, count_y = int(cv2.countNonZero(inner_x)), int(cv2.countNonZero(inner_y))
+    return _masked_mean(dx, inner_x, count_x) + _masked_mean(dy, inner_y, count_y)
 
 
 def reblur_sharpness(channel: np.ndarray, region: np.ndarray) -> float:
     """Share of gradient energy lost when the image is blurred again (0 = already blurred).
 
-    ``region`` is a uint8 mask (non-zero = inside) of the channel's size.
+    ``channel`` is uint8 (or float32); ``region`` a uint8 mask (non-zero = inside) of its size.
+    The gradient before the blur is taken on the channel itself: uint8 differences are the
+    same integers as float32 ones, so only the blurred copy is float.
     """
-    original = channel.astype(np.float32)
-    reblurred = cv2.GaussianBlur(original, (0, 0), 2.0)
-    inner_x = np.ascontiguousarray(region[:, 1:])
-    inner_y = np.ascontiguousarray(region[1:, :])
-    before = _mean_gradient(original, inner_x, inner_y)
+    inner_x, inner_y = region[:, 1:], region[1:, :]  # ROI views: cv2 takes strided masks
+    before = _mean_gradient(channel, inner_x, inner_y)
     if before <= 1e-6:
         return 0.0
+    reblurred = cv2.GaussianBlur(np.asarray(channel, dtype=np.float32), (0, 0), 2.0)
     after = _mean_gradient(reblurred, inner_x, inner_y)
     return float(np.clip(1.0 - after / before, 0.0, 1.0))
 
