@@ -66,6 +66,7 @@ def test_a_tiny_student_learns_the_tiny_ensemble_and_exports(
     with np.load(student_run / "teacher.npz") as saved:
         assert list(saved["folds"]) == [0, 1]
         probs = saved["probs"]
+        teacher_rows = list(saved["rows"])
     assert np.allclose(probs.sum(1), 1.0, atol=1e-4)
 
     report = json.loads((student_run / "distill.json").read_text())
@@ -92,3 +93,33 @@ def test_a_tiny_student_learns_the_tiny_ensemble_and_exports(
     image = tf.zeros([1, 64, 64, 3], tf.uint8)
     outputs = student.signatures["serving_default"](image=image)
     assert set(outputs) == set(teacher.signatures["serving_default"](image=image))
+
+    # The side-by-side report (model.compare): the teacher's rows come from its saved
+    # predictions, the student's from its checkpoint at each TTA asked for.
+    from model.compare import compare
+    from model.distill import agreement
+
+    result = compare(teacher_run, student_run, ["none", "hflip"])
+    names = [row["name"] for row in result["rows"]]
+    assert names == [
+        "teacher: 2-fold ensemble, hflip",
+        "teacher fold 0 alone, hflip",
+        "student EfficientNetB0, none",
+        "student EfficientNetB0, hflip",
+    ]
+    assert [row["passes_per_image"] for row in result["rows"]] == [4, 2, 1, 2]
+    ensemble = result["rows"][0]["agreement_with_teacher"]
+    assert (ensemble["grade"], ensemble["referable"], ensemble["mean_abs_prob_diff"]) == (1, 1, 0)
+    # The hflip student's test probabilities are the ones training saved for its fold.
+    with np.load(student_run / "fold_0" / "predictions.npz") as saved:
+        at = [teacher_rows.index(row) for row in saved["test_rows"]]
+        student_hflip = agreement(saved["test"], probs[at])
+    measured = result["rows"][3]["agreement_with_teacher"]
+    assert (measured["n"], measured["grade"], measured["referable"]) == (
+        student_hflip["n"],
+        student_hflip["grade"],
+        student_hflip["referable"],
+    )
+    assert measured["mean_abs_prob_diff"] == pytest.approx(
+        student_hflip["mean_abs_prob_diff"], abs=2e-4
+    )
