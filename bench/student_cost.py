@@ -9,7 +9,7 @@ student / teacher, beside the passes per image each model card states. The cost 
 not depend on what the weights learnt, so barely trained exports measure it as well as trained
 ones.
 
-    python -m bench.student_cost --teacher runs/teacher512_export --student runs/student512_export
+    python -m bench.student_cost --teacher <teacher export root> --student <root> [--student <root>]
 """
 
 from __future__ import annotations
@@ -61,11 +61,23 @@ def measure(name: str, model_root: Path, requests: int, workdir: Path) -> tuple[
     return passes, rows
 
 
+def print_ratios(teacher: list[Row], student: list[Row]) -> None:
+    """Per cell: how many times the teacher's images/s the student serves, and its latency."""
+    print(f"{'cell':40} {'images/s x':>10} {'p50 /':>8} {'p99 /':>8}")
+    for t, s in zip(teacher, student, strict=True):
+        speedup = s.images_per_s / t.images_per_s if t.images_per_s else float("nan")
+        p50 = s.p50_ms / t.p50_ms if t.p50_ms else float("nan")
+        p99 = s.p99_ms / t.p99_ms if t.p99_ms else float("nan")
+        print(f"{t.path + ' ' + t.setting:40} {speedup:10.2f} {p50:8.2f} {p99:8.2f}")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Measure the teacher, then the student; print the ratios."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--teacher", type=Path, required=True, help="<root>/dr_grader/<N>")
-    parser.add_argument("--student", type=Path, required=True, help="<root>/dr_grader/<N>")
+    parser.add_argument(
+        "--student", type=Path, required=True, action="append", help="repeat for several"
+    )
     parser.add_argument("--requests", type=int, default=16, help="timed requests per cell")
     args = parser.parse_args(argv)
     began = time.monotonic()
@@ -76,14 +88,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     workdir = Path(tempfile.mkdtemp(prefix="bench-student-"))
     teacher_passes, teacher = measure("teacher", args.teacher, args.requests, workdir)
-    student_passes, student = measure("student", args.student, args.requests, workdir)
-    print(f"\nstudent / teacher: passes {student_passes} / {teacher_passes}")
-    print(f"{'cell':40} {'images/s x':>10} {'p50 /':>8}")
-    for t, s in zip(teacher, student, strict=True):
-        cell = f"{t.path} {t.setting}"
-        speedup = s.images_per_s / t.images_per_s if t.images_per_s else float("nan")
-        latency = s.p50_ms / t.p50_ms if t.p50_ms else float("nan")
-        print(f"{cell:40} {speedup:10.2f} {latency:8.2f}")
+    students = [
+        measure(f"student {i}", root, args.requests, workdir)
+        for i, root in enumerate(args.student, 1)
+    ]
+    for i, (student_passes, student) in enumerate(students, 1):
+        print(f"\nstudent {i} / teacher: passes {student_passes} / {teacher_passes}")
+        print_ratios(teacher, student)
     print(f"\ntotal wall time {time.monotonic() - began:.0f} s; logs in {workdir}")
     return 0
 
