@@ -4,8 +4,10 @@ distilled network (the student), issue 18.
 For each export, one after the other (never at the same time): (a) the model-compute limit,
 ``serving_default`` in this process on uint8 batches of 1 and 8 (images/s); (b) end to end,
 the lean gateway in front of the TF Serving stand-in serving that export, the full-resolution
-JPEGs POSTed to ``/v1/grade`` at concurrency 1 and 8 (images/s, p50, p99). Then the ratios
-student / teacher, beside the passes per image each model card states. The cost of a pass does
+JPEGs POSTed to ``/v1/grade`` at concurrency 1 and 8 (images/s, p50, p99); (c) the CPU seconds
+one photograph costs (this process, all threads, batch 1), which other work on the machine
+barely changes where it halves wall-clock throughput. Then the ratios student / teacher, beside
+the passes per image each model card states. The cost of a pass does
 not depend on what the weights learnt, so barely trained exports measure it as well as trained
 ones.
 
@@ -23,16 +25,30 @@ import time
 from pathlib import Path
 
 import httpx
+import numpy as np
 
 from bench.inputs import full_resolution_jpegs, gradable_jpegs, model_inputs
 from bench.perf_settings import PERF_FIELDS
 from bench.serving import HTTP_TIMEOUT_S, TABLE_HEADER, Row, grading_call, load_rows
 from bench.serving import model_compute_limit as compute_limit
 from contract.model_card import CARD_PATH
+from contract.signatures import SERVING_SIGNATURE
 from gateway.backends.local import latest_version_dir
 from gateway.model_card import ModelCard
 from harness.gateway_stack import AUTH, running_stack
 from model.distill import passes_per_image
+
+
+def cpu_seconds_per_image(version_dir: Path, images: list[np.ndarray], calls: int) -> float:
+    """(c): process CPU time (all threads) per batch-1 ``serving_default`` call, after warm-up."""
+    import tensorflow as tf
+
+    serve = tf.saved_model.load(str(version_dir)).signatures[SERVING_SIGNATURE]
+    serve(image=tf.constant(images[0][None]))["grade"].numpy()
+    began = time.process_time()
+    for i in range(calls):
+        serve(image=tf.constant(images[i % len(images)][None]))["grade"].numpy()
+    return (time.process_time() - began) / calls
 
 
 def measure(name: str, model_root: Path, requests: int, workdir: Path) -> tuple[int, list[Row]]:
@@ -48,9 +64,17 @@ def measure(name: str, model_root: Path, requests: int, workdir: Path) -> tuple[
     config = card.preprocess_config
     _, all_jpegs = full_resolution_jpegs()
     jpegs = gradable_jpegs(all_jpegs, config)
-    print(f"\n{name}: {version_dir} ({config.size} px), {passes} passes per image")
+    print(
+        f"\n{name}: {version_dir} ({config.size} px), {passes} passes per image; "
+        f"load average {os.getloadavg()[0]:.2f}"
+    )
     print(TABLE_HEADER)
-    rows = compute_limit(version_dir, model_inputs(jpegs, config), requests)
+    inputs = model_inputs(jpegs, config)
+    rows = compute_limit(version_dir, inputs, requests)
+    gc.collect()
+    cpu_s = cpu_seconds_per_image(version_dir, inputs, requests)
+    rows.append(Row("(c) CPU s per image", "batch 1", 1.0 / cpu_s, cpu_s * 1000, cpu_s * 1000))
+    print(f"{rows[-1].path:32} {rows[-1].setting:>8} {cpu_s:8.3f} s", flush=True)
     gc.collect()
     with (
         running_stack(model_root, workdir / name, **PERF_FIELDS) as stack,
