@@ -42,6 +42,15 @@ lint: setup
 	$(VENV)/bin/mypy $(wildcard contract fundus synthetic model gateway demo harness bench reliability observability deploy)
 	$(PY) -m observability.build --check
 
+# The gateway image (and the models image from ./export) with docker or podman; where no
+# registry is reachable, from a Python 3.11 base built with debootstrap (docs/deploy.md).
+.PHONY: image test-container
+image:  ## build dr-gateway:<version> and dr-models:<version> (python -m deploy.images)
+	$(PYTHON) -m deploy.images
+
+test-container: setup  ## only the container tests (tests/container; make test runs them too)
+	$(PY) -m pytest tests/container
+
 bench: setup  ## benchmarks that print side-by-side ratios (see docs/benchmarks.md)
 	$(PY) -m bench.preprocess
 
