@@ -24,6 +24,7 @@ LossName = Literal["ce", "focal", "ordinal", "ce_ordinal"]
 DecisionRule = Literal["argmax", "thresholds"]
 TTAName = Literal["none", "hflip", "flip4"]
 Precision = Literal["float32", "mixed_float16", "mixed_bfloat16"]
+Distribution = Literal["none", "data_parallel"]
 
 
 @dataclass
@@ -155,6 +156,8 @@ class TrainConfig:
     end that has a backup (fold NOT finished, backup kept); the same command resumes it."""
     run_eagerly: bool = False
     """Eager steps: slower per step but skips the ~100 s TF graph trace of B3 (tiny CI runs)."""
+    distribution: Distribution = "none"
+    """``data_parallel``: split each global ``batch_size`` over every visible device (JAX)."""
 
 
 @dataclass

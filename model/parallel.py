@@ -14,7 +14,8 @@ processes side by side (best under CUDA MPS) finish far sooner than five folds i
    (``train.pause_after_s``, counted here from this launcher's start, so every fold pauses
    before the same lease ends), run the same command again later to resume.
 
-Each fold's output goes to ``R/fold_K.log``.
+Each fold's output goes to ``R/fold_K.log``. With several GPUs visible, fold processes are
+round-robined over them (``CUDA_VISIBLE_DEVICES`` per process, ``model.distribution.fold_gpus``).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from model.config import load_config
+from model.distribution import fold_gpus, visible_gpus
 
 
 def _train_command(config_path: str, overrides: list[str]) -> list[str]:
@@ -78,6 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     todo = [k for k in folds if not (run_dir / f"fold_{k}" / "DONE").exists()]
     processes: dict[int, subprocess.Popen[bytes]] = {}
+    gpu_of = fold_gpus(todo, visible_gpus(env))
     for i, k in enumerate(todo):
         log = (run_dir / f"fold_{k}.log").open("ab")
         extra = [f"folds.only=[{k}]"]
@@ -85,7 +88,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             left = max(0.0, pause_after - (time.monotonic() - started))
             extra.append(f"train.pause_after_s={left:.0f}")
         command = _train_command(args.config, [*args.overrides, *extra])
-        processes[k] = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+        fold_env = dict(env)
+        if gpu_of[k] is not None:
+            fold_env["CUDA_VISIBLE_DEVICES"] = str(gpu_of[k])
+        processes[k] = subprocess.Popen(command, env=fold_env, stdout=log, stderr=subprocess.STDOUT)
         if i == 0 and len(todo) > 1:
             waited_until = time.monotonic() + args.stagger_timeout
             while (

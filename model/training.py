@@ -34,6 +34,7 @@ from model.config import Config, save_config
 from model.data import PreparedData, prepare_data
 from model.decision import expected_grade, optimise_thresholds, predict_grade
 from model.distill import prepare_teacher, soft_targets, write_report
+from model.distribution import apply_distribution
 from model.folds import assign_folds, read_folds, write_folds
 from model.losses import class_weights, make_loss
 from model.metrics import NUM_CLASSES, quadratic_weighted_kappa
@@ -125,6 +126,7 @@ class CVTrainer:
         self.started = started if started is not None else time.monotonic()
         t = config.train
         set_precision(t.precision)
+        self.devices = apply_distribution(t.distribution, t.batch_size)
         # Fold k starts from the initialisation of seed + k. All of them are drawn before anything
         # is traced: re-seeding TF later would force a retrace of the compiled train step.
         self.initial = {k: build_model(config, seed=config.seed + k).get_weights() for k in todo}

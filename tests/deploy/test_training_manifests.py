@@ -1,0 +1,169 @@
+"""k8s/training: the Indexed fold Job, the export Job and the PVC overlay, rendered and validated."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.deploy.conftest import REPO_ROOT, find_tool, objects, render_overlay, run
+
+TRAINING = REPO_ROOT / "k8s" / "training"
+K8S_VERSIONS = ("1.33.0", "1.37.0")
+
+
+@pytest.fixture(scope="module")
+def training(kubectl: str) -> dict[str, list[dict[str, Any]]]:
+    return {name: render_overlay(kubectl, TRAINING / name) for name in ("base", "pvc")}
+
+
+def job(docs: list[dict[str, Any]], name: str) -> dict[str, Any]:
+    (found,) = [d for d in objects(docs, "Job") if d["metadata"]["name"] == name]
+    return found
+
+
+def pod(docs: list[dict[str, Any]], name: str) -> dict[str, Any]:
+    spec: dict[str, Any] = job(docs, name)["spec"]["template"]["spec"]
+    return spec
+
+
+def settings(docs: list[dict[str, Any]]) -> dict[str, str]:
+    (cm,) = objects(docs, "ConfigMap")
+    data: dict[str, str] = cm["data"]
+    return data
+
+
+def test_one_indexed_pod_per_fold_on_a_gpu(training: dict[str, list[dict[str, Any]]]) -> None:
+    docs = training["base"]
+    spec = job(docs, "train-folds")["spec"]
+    assert spec["completionMode"] == "Indexed"
+    assert spec["completions"] == 5
+    assert 1 <= spec["parallelism"] <= spec["completions"]
+    assert spec["backoffLimitPerIndex"] >= 1  # a lost pod retries its own fold only
+    config = yaml.safe_load((REPO_ROOT / settings(docs)["CONFIG"]).read_text())
+    assert config["folds"]["n_splits"] == spec["completions"]
+    (train,) = pod(docs, "train-folds")["containers"]
+    command = " ".join(train["command"])
+    assert '"folds.only=[$JOB_COMPLETION_INDEX]"' in command
+    assert "run_dir=/data/run" in command
+    assert train["resources"]["limits"]["nvidia.com/gpu"] == 1
+    assert {"name": "KERAS_BACKEND", "value": "jax"} in train["env"]
+    assert pod(docs, "train-folds")["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
+    assert all(d["metadata"]["namespace"] == "dr-grading" for d in docs)
+
+
+def test_run_directory_synced_with_s3_through_irsa(
+    training: dict[str, list[dict[str, Any]]],
+) -> None:
+    docs = training["base"]
+    (account,) = objects(docs, "ServiceAccount")
+    assert "eks.amazonaws.com/role-arn" in account["metadata"]["annotations"]
+    spec = pod(docs, "train-folds")
+    assert spec["serviceAccountName"] == account["metadata"]["name"]
+    sync_in, sync_out = spec["initContainers"]
+    assert '"$RUN_URI" /data/run' in " ".join(sync_in["command"])  # resume from the backups
+    assert sync_out["restartPolicy"] == "Always"  # a native sidecar: syncs until the fold ends
+    assert 'aws s3 sync /data/run "$RUN_URI"' in sync_out["command"][-1]
+    assert "trap" in sync_out["command"][-1]  # one last sync on SIGTERM
+    assert settings(docs)["RUN_URI"].startswith("s3://")
+
+
+def test_export_job_validates_and_dispatches(training: dict[str, list[dict[str, Any]]]) -> None:
+    docs = training["base"]
+    export = job(docs, "export-run")
+    assert export["spec"]["suspend"] is True  # resumed once train-folds is Complete
+    spec = export["spec"]["template"]["spec"]
+    steps = spec["initContainers"][-1]["command"][-1]
+    assert (
+        steps.index("model.train")
+        < steps.index("model.export")
+        < steps.index("deploy/validate_model.py")
+    )
+    assert {"name": "KERAS_BACKEND", "value": "tensorflow"} in spec["initContainers"][-1]["env"]
+    (publish,) = spec["containers"]
+    assert '"event_type":"model-exported"' in publish["command"][-1]
+    assert "$(cat /secrets/github/token)" in publish["command"][-1]  # a file, not an env var
+    (secret,) = [v for v in spec["volumes"] if "secret" in v]
+    assert secret["secret"]["secretName"] == "github-dispatch"
+    assert not objects(docs, "Secret")  # no secret values in the repository
+
+
+def test_pvc_overlay_shares_one_claim(training: dict[str, list[dict[str, Any]]]) -> None:
+    docs = training["pvc"]
+    (claim,) = objects(docs, "PersistentVolumeClaim")
+    assert claim["spec"]["accessModes"] == ["ReadWriteMany"]
+    train, export = pod(docs, "train-folds"), pod(docs, "export-run")
+    assert "initContainers" not in train  # no S3 sync: the claim is the run directory
+    assert [c["name"] for c in export["initContainers"]] == ["export"]
+    for spec in (train, export):
+        (volume,) = [v for v in spec["volumes"] if "persistentVolumeClaim" in v]
+        assert volume["persistentVolumeClaim"]["claimName"] == claim["metadata"]["name"]
+    (mount,) = [m for m in train["containers"][0]["volumeMounts"] if m["mountPath"] == "/data/run"]
+    assert mount["subPath"] == "run"  # = the export Job's /data/run
+
+
+@pytest.mark.parametrize("version", K8S_VERSIONS)
+def test_kubernetes_validate_strict(
+    training: dict[str, list[dict[str, Any]]], tmp_path: Path, version: str
+) -> None:
+    files = []
+    for name, docs in training.items():
+        files.append(tmp_path / f"{name}.yaml")
+        files[-1].write_text(yaml.safe_dump_all(docs))
+    result = run(
+        [find_tool("kubernetes-validate"), "--strict", "--quiet", "-k", version, *map(str, files)]
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_kubernetes_validate_rejects_a_misspelt_job_field(
+    training: dict[str, list[dict[str, Any]]], tmp_path: Path
+) -> None:
+    docs = [dict(d) for d in training["base"]]
+    broken = job(docs, "train-folds")
+    broken["spec"] = {**broken["spec"], "completionIndexes": 5}  # not a Job field
+    (tmp_path / "broken.yaml").write_text(yaml.safe_dump_all(docs))
+    result = run(
+        [
+            find_tool("kubernetes-validate"),
+            "--strict",
+            "--quiet",
+            "-k",
+            K8S_VERSIONS[0],
+            str(tmp_path / "broken.yaml"),
+        ]
+    )
+    assert result.returncode != 0
+
+
+def test_train_workflow_renders_a_run(kubectl: str, tmp_path: Path) -> None:
+    """The workflow's overlay (its heredoc, with shell variables filled in) renders."""
+    workflow = yaml.safe_load((REPO_ROOT / ".github/workflows/train.yml").read_text())
+    step = next(s for s in workflow["jobs"]["train"]["steps"] if s.get("name") == "Render this run")
+    work = tmp_path / "repo"
+    (work / "k8s" / "training").mkdir(parents=True)
+    subprocess.run(["cp", "-r", str(TRAINING / "base"), str(work / "k8s" / "training")], check=True)
+    (work / "bin").mkdir()
+    (work / "bin" / "kubectl").symlink_to(kubectl)
+    env = {
+        "PATH": f"{work / 'bin'}:/usr/bin:/bin",
+        "CONFIG": "model/configs/tiny.yaml",
+        "DISTRIBUTION": "data_parallel",
+        "TRAINING_BUCKET": "tb",
+        "RUN_NAME": "r1",
+        "MODEL_BUCKET": "mb",
+        "EXPORT_VERSION": "7",
+        "GITHUB_REPOSITORY": "o/r",
+        "PARALLELISM": "2",
+    }
+    done = run(["bash", "-e", "-c", step["run"]], cwd=work, env=env)
+    assert done.returncode == 0, done.stderr
+    docs = [d for d in yaml.safe_load_all((work / "training.yaml").read_text()) if d]
+    assert job(docs, "train-folds")["spec"]["parallelism"] == 2
+    data = settings(docs)
+    assert data["RUN_URI"] == "s3://tb/runs/r1"
+    assert data["OVERRIDES"] == "train.distribution=data_parallel"
+    assert data["EXPORT_VERSION"] == "7"
