@@ -18,10 +18,14 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 
 from deploy.images import Engine, ImageError, find_engine, project_version
+
+if TYPE_CHECKING:
+    from harness.gateway_stack import GatewaySetup
 
 KEYS_PATH = "/run/secrets/api_keys"  # where docker-compose.yml mounts the key file too
 
@@ -169,11 +173,10 @@ def cold_starts(engine: Engine, image: str, target: str, keys_file: Path, runs: 
     return seconds
 
 
-def process_starts(target: str, workdir: Path, runs: int) -> list[float]:
+def process_starts(setup: GatewaySetup, target: str, runs: int) -> list[float]:
     """The same for the gateway as a host process (harness.gateway_stack, lean protos)."""
-    from harness.gateway_stack import GatewaySetup, start_to_ready_s
+    from harness.gateway_stack import start_to_ready_s
 
-    setup = GatewaySetup.create(workdir)
     seconds = []
     for index in range(runs):
         gateway = setup.tfserving_gateway(target, log_name=f"gateway-{index}.log")
@@ -202,16 +205,15 @@ def main(argv: list[str] | None = None) -> int:
     if engine is None:
         print("no OCI engine (docker or podman) found", file=sys.stderr)
         return 2
-    from gateway.auth import hash_key
+    from harness.gateway_stack import GatewaySetup
     from harness.processes import TFServingProcess
 
     server = TFServingProcess(args.export).start(timeout_s=600)
     try:
         with tempfile.TemporaryDirectory(prefix="drg-coldstart-") as tmp:
-            keys = Path(tmp) / "keys.txt"
-            keys.write_text(f"bench {hash_key(uuid.uuid4().hex)} grade\n")
-            container = cold_starts(engine, args.image, server.target, keys, args.runs)
-            process = process_starts(server.target, Path(tmp), args.runs)
+            setup = GatewaySetup.create(Path(tmp))
+            container = cold_starts(engine, args.image, server.target, setup.keys_file, args.runs)
+            process = process_starts(setup, server.target, args.runs)
     finally:
         server.stop()
     print(f"{args.image} ({engine.name}) run -> /readyz 200: {_summary(container)}")
