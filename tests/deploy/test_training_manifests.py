@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -167,3 +168,25 @@ def test_train_workflow_renders_a_run(kubectl: str, tmp_path: Path) -> None:
     assert data["RUN_URI"] == "s3://tb/runs/r1"
     assert data["OVERRIDES"] == "train.distribution=data_parallel"
     assert data["EXPORT_VERSION"] == "7"
+
+
+@pytest.mark.slow  # one checkov scan, ~15 s on 2 cores
+def test_checkov_passes_the_training_manifests(
+    training: dict[str, list[dict[str, Any]]], tmp_path: Path
+) -> None:
+    for name, docs in training.items():
+        (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump_all(docs))
+    checkov = find_tool("checkov", env_var="CHECKOV")
+    result = run(
+        [
+            *(checkov, "--skip-download", "--output", "json"),
+            *("--framework", "kubernetes", "--directory", str(tmp_path)),
+        ]
+    )
+    data = json.loads(result.stdout)
+    reports = data if isinstance(data, list) else [data]
+    failed = [c["check_id"] for r in reports for c in r["results"]["failed_checks"]]
+    assert failed == []
+    assert sum(r["summary"]["passed"] for r in reports) > 100
+    skipped = {c["check_id"] for r in reports for c in r["results"]["skipped_checks"]}
+    assert skipped <= {"CKV_K8S_43", "CKV_K8S_15"}  # image pinning, argued in the Job annotations
