@@ -64,7 +64,8 @@ def test_run_directory_synced_with_s3_through_irsa(
     assert "eks.amazonaws.com/role-arn" in account["metadata"]["annotations"]
     spec = pod(docs, "train-folds")
     assert spec["serviceAccountName"] == account["metadata"]["name"]
-    sync_in, sync_out = spec["initContainers"]
+    sync_data, sync_in, sync_out = spec["initContainers"]
+    assert sync_data["name"] == "sync-data"
     assert '"$RUN_URI" /data/run' in " ".join(sync_in["command"])  # resume from the backups
     assert sync_out["restartPolicy"] == "Always"  # a native sidecar: syncs until the fold ends
     assert 'aws s3 sync /data/run "$RUN_URI"' in sync_out["command"][-1]
@@ -92,6 +93,81 @@ def test_export_job_validates_and_dispatches(training: dict[str, list[dict[str, 
     assert not objects(docs, "Secret")  # no secret values in the repository
 
 
+def overrides(value: str) -> dict[str, str]:
+    """``a=1 b=2`` (as the shell splits $DATA_OVERRIDES) -> {"a": "1", "b": "2"}."""
+    return dict(item.split("=", 1) for item in value.split())
+
+
+def mount_path(container: dict[str, Any], volume: str) -> str:
+    (path,) = [m["mountPath"] for m in container["volumeMounts"] if m["name"] == volume]
+    return str(path)
+
+
+def check_data_paths(spec: dict[str, Any], container: dict[str, Any], data: dict[str, str]) -> None:
+    """The command passes $DATA_OVERRIDES; its data paths lie in the container's dataset mount."""
+    command = " ".join(container["command"])
+    assert "$DATA_OVERRIDES" in command
+    assert command.index("$DATA_OVERRIDES") < command.index("$OVERRIDES")  # OVERRIDES may win
+    root = mount_path(container, "dataset")
+    paths = overrides(data["DATA_OVERRIDES"])
+    for key in ("data.csv", "data.images_dir"):
+        assert Path(paths[key]).parent == Path(root), (key, paths[key], root)
+    (volume,) = [v for v in spec["volumes"] if v["name"] == "dataset"]
+    if "emptyDir" in volume:
+        check_sync(spec, root)
+
+
+def check_sync(spec: dict[str, Any], root: str) -> None:
+    """emptyDir dataset: a sync-data init container fills it from DATA_URI before training."""
+    names = [c["name"] for c in spec["initContainers"]]
+    sync = spec["initContainers"][names.index("sync-data")]
+    assert f'aws s3 sync "$DATA_URI" {root}' in sync["command"][-1]
+    assert mount_path(sync, "dataset") == root
+    (volume,) = [v for v in spec["volumes"] if v["name"] == "dataset"]
+    assert volume["emptyDir"]["sizeLimit"] == "60Gi"  # EyePACS train: ~35 GB of JPEGs
+
+
+def test_dataset_reaches_every_pod_that_reads_it(
+    training: dict[str, list[dict[str, Any]]],
+) -> None:
+    docs = training["base"]
+    data = settings(docs)
+    assert data["DATA_URI"].startswith("s3://")
+    config = yaml.safe_load((REPO_ROOT / data["CONFIG"]).read_text())["data"]
+    paths = overrides(data["DATA_OVERRIDES"])
+    # Same files as the config names (EyePACS layout), only under the pod's dataset mount.
+    assert Path(paths["data.csv"]).name == Path(config["csv"]).name
+    assert Path(paths["data.images_dir"]).name == Path(config["images_dir"]).name
+    train = pod(docs, "train-folds")
+    check_data_paths(train, train["containers"][0], data)
+    export = pod(docs, "export-run")
+    step = export["initContainers"][-1]
+    assert step["name"] == "export"
+    check_data_paths(export, step, data)
+    names = [c["name"] for c in export["initContainers"]]
+    assert names.index("sync-data") < names.index("export")
+
+
+def test_pvc_overlay_reads_the_dataset_from_the_claim(
+    training: dict[str, list[dict[str, Any]]],
+) -> None:
+    docs = training["pvc"]
+    data = settings(docs)
+    for name, container in (("train-folds", "train"), ("export-run", "export")):
+        spec = pod(docs, name)
+        (step,) = [
+            c for c in spec.get("initContainers", []) + spec["containers"] if c["name"] == container
+        ]
+        check_data_paths(spec, step, data)
+        (volume,) = [v for v in spec["volumes"] if v["name"] == "dataset"]
+        assert volume == {
+            "name": "dataset",
+            "persistentVolumeClaim": {"claimName": "training-run", "readOnly": True},
+        }
+        (mount,) = [m for m in step["volumeMounts"] if m["name"] == "dataset"]
+        assert mount["subPath"] == "dataset" and mount["readOnly"] is True
+
+
 def test_pvc_overlay_shares_one_claim(training: dict[str, list[dict[str, Any]]]) -> None:
     docs = training["pvc"]
     (claim,) = objects(docs, "PersistentVolumeClaim")
@@ -100,8 +176,16 @@ def test_pvc_overlay_shares_one_claim(training: dict[str, list[dict[str, Any]]])
     assert "initContainers" not in train  # no S3 sync: the claim is the run directory
     assert [c["name"] for c in export["initContainers"]] == ["export"]
     for spec in (train, export):
-        (volume,) = [v for v in spec["volumes"] if "persistentVolumeClaim" in v]
-        assert volume["persistentVolumeClaim"]["claimName"] == claim["metadata"]["name"]
+        names = [v["name"] for v in spec["volumes"]]
+        assert len(names) == len(set(names))
+        claims = {
+            v["persistentVolumeClaim"]["claimName"]
+            for v in spec["volumes"]
+            if "persistentVolumeClaim" in v
+        }
+        assert claims == {claim["metadata"]["name"]}
+        assert not [v for v in spec["volumes"] if "persistentVolumeClaim" in v and "emptyDir" in v]
+    assert "github-dispatch" in [v["name"] for v in export["volumes"]]  # the token still mounted
     (mount,) = [m for m in train["containers"][0]["volumeMounts"] if m["mountPath"] == "/data/run"]
     assert mount["subPath"] == "run"  # = the export Job's /data/run
 
@@ -168,6 +252,10 @@ def test_train_workflow_renders_a_run(kubectl: str, tmp_path: Path) -> None:
     assert data["RUN_URI"] == "s3://tb/runs/r1"
     assert data["OVERRIDES"] == "train.distribution=data_parallel"
     assert data["EXPORT_VERSION"] == "7"
+    assert (
+        data["DATA_OVERRIDES"]
+        == settings(render_overlay(kubectl, TRAINING / "base"))["DATA_OVERRIDES"]
+    )  # the run's OVERRIDES replace the base's, the dataset paths stay
 
 
 @pytest.mark.slow  # one checkov scan, ~15 s on 2 cores
