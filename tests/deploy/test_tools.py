@@ -17,7 +17,11 @@ from tests.deploy.conftest import CRD_GROUPS, OVERLAYS, REPO_ROOT, find_tool, on
 # Two (here three) Kubernetes minor versions: the oldest EKS standard-support version the
 # manifests target (1.33: native preStop sleep, matchLabelKeys) up to the newest schema known.
 K8S_VERSIONS = ("1.33.0", "1.35.0", "1.37.0")
-DOCKERFILES = (REPO_ROOT / "Dockerfile.gateway", REPO_ROOT / "deploy" / "models.Dockerfile")
+DOCKERFILES = (
+    REPO_ROOT / "Dockerfile.gateway",
+    REPO_ROOT / "deploy" / "models.Dockerfile",
+    REPO_ROOT / "deploy" / "training.Dockerfile",
+)
 WORKFLOWS = REPO_ROOT / ".github" / "workflows"
 SHELL_SCRIPTS = (
     REPO_ROOT / "deploy" / "rollout.sh",
