@@ -16,9 +16,43 @@ TRAINING = REPO_ROOT / "k8s" / "training"
 K8S_VERSIONS = ("1.33.0", "1.37.0")
 
 
+WORKFLOW_ENV = {
+    "CONFIG": "model/configs/tiny.yaml",
+    "DISTRIBUTION": "data_parallel",
+    "TRAINING_BUCKET": "tb",
+    "RUN_NAME": "r1",
+    "MODEL_BUCKET": "mb",
+    "EXPORT_VERSION": "7",
+    "GITHUB_REPOSITORY": "o/r",
+    "PARALLELISM": "2",
+}
+
+
+def render_workflow(kubectl: str, work: Path, env: dict[str, str]) -> list[dict[str, Any]]:
+    """Run train.yml's "Render this run" step (shell variables from ``env``) in a copy."""
+    workflow = yaml.safe_load((REPO_ROOT / ".github/workflows/train.yml").read_text())
+    step = next(s for s in workflow["jobs"]["train"]["steps"] if s.get("name") == "Render this run")
+    (work / "k8s").mkdir(parents=True)
+    subprocess.run(["cp", "-r", str(TRAINING), str(work / "k8s")], check=True)
+    (work / "bin").mkdir()
+    (work / "bin" / "kubectl").symlink_to(kubectl)
+    done = run(
+        ["bash", "-e", "-c", step["run"]],
+        cwd=work,
+        env={"PATH": f"{work / 'bin'}:/usr/bin:/bin", **env},
+    )
+    assert done.returncode == 0, done.stderr
+    return [d for d in yaml.safe_load_all((work / "training.yaml").read_text()) if d]
+
+
 @pytest.fixture(scope="module")
-def training(kubectl: str) -> dict[str, list[dict[str, Any]]]:
-    return {name: render_overlay(kubectl, TRAINING / name) for name in ("base", "pvc")}
+def training(
+    kubectl: str, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, list[dict[str, Any]]]:
+    rendered = {name: render_overlay(kubectl, TRAINING / name) for name in ("base", "pvc")}
+    work = tmp_path_factory.mktemp("student")
+    rendered["student"] = render_workflow(kubectl, work, {**WORKFLOW_ENV, "STUDENT_VERSION": "8"})
+    return rendered
 
 
 def job(docs: list[dict[str, Any]], name: str) -> dict[str, Any]:
@@ -226,27 +260,7 @@ def test_kubernetes_validate_rejects_a_misspelt_job_field(
 
 def test_train_workflow_renders_a_run(kubectl: str, tmp_path: Path) -> None:
     """The workflow's overlay (its heredoc, with shell variables filled in) renders."""
-    workflow = yaml.safe_load((REPO_ROOT / ".github/workflows/train.yml").read_text())
-    step = next(s for s in workflow["jobs"]["train"]["steps"] if s.get("name") == "Render this run")
-    work = tmp_path / "repo"
-    (work / "k8s" / "training").mkdir(parents=True)
-    subprocess.run(["cp", "-r", str(TRAINING / "base"), str(work / "k8s" / "training")], check=True)
-    (work / "bin").mkdir()
-    (work / "bin" / "kubectl").symlink_to(kubectl)
-    env = {
-        "PATH": f"{work / 'bin'}:/usr/bin:/bin",
-        "CONFIG": "model/configs/tiny.yaml",
-        "DISTRIBUTION": "data_parallel",
-        "TRAINING_BUCKET": "tb",
-        "RUN_NAME": "r1",
-        "MODEL_BUCKET": "mb",
-        "EXPORT_VERSION": "7",
-        "GITHUB_REPOSITORY": "o/r",
-        "PARALLELISM": "2",
-    }
-    done = run(["bash", "-e", "-c", step["run"]], cwd=work, env=env)
-    assert done.returncode == 0, done.stderr
-    docs = [d for d in yaml.safe_load_all((work / "training.yaml").read_text()) if d]
+    docs = render_workflow(kubectl, tmp_path, WORKFLOW_ENV)
     assert job(docs, "train-folds")["spec"]["parallelism"] == 2
     data = settings(docs)
     assert data["RUN_URI"] == "s3://tb/runs/r1"
@@ -256,6 +270,53 @@ def test_train_workflow_renders_a_run(kubectl: str, tmp_path: Path) -> None:
         data["DATA_OVERRIDES"]
         == settings(render_overlay(kubectl, TRAINING / "base"))["DATA_OVERRIDES"]
     )  # the run's OVERRIDES replace the base's, the dataset paths stay
+    assert "STUDENT_VERSION" not in data
+    assert "distill-student" not in [d["metadata"]["name"] for d in objects(docs, "Job")]
+
+
+def test_export_job_trains_no_student(training: dict[str, list[dict[str, Any]]]) -> None:
+    """Distillation is a GPU job of its own (components/student), never the CPU export Job."""
+    export = pod(training["base"], "export-run")
+    steps = " ".join(
+        " ".join(c["command"]) for c in export["initContainers"] + export["containers"]
+    )
+    assert "distill" not in steps and "STUDENT" not in steps
+    assert "distill-student" not in [
+        d["metadata"]["name"] for d in objects(training["base"], "Job")
+    ]
+
+
+def test_student_component_distils_on_a_gpu(training: dict[str, list[dict[str, Any]]]) -> None:
+    docs = training["student"]
+    assert settings(docs)["STUDENT_VERSION"] == "8"  # the run's value, not a component default
+    student = job(docs, "distill-student")
+    assert student["spec"]["suspend"] is True
+    spec = student["spec"]["template"]["spec"]
+    folds = pod(docs, "train-folds")
+    assert spec["nodeSelector"] == folds["nodeSelector"]
+    assert spec["tolerations"] == folds["tolerations"]
+    steps = {c["name"]: c for c in spec["initContainers"]}
+    distill, export = steps["distill"], steps["export"]
+    assert list(steps) == ["sync-in", "sync-data", "distill", "export"]
+    assert {"name": "KERAS_BACKEND", "value": "jax"} in distill["env"]
+    assert distill["resources"]["limits"]["nvidia.com/gpu"] == 1
+    script = distill["command"][-1]
+    assert script.index("run_dir=/data/run") < script.index("distill.teacher_run=/data/run")
+    check_data_paths(spec, distill, settings(docs))
+    assert {"name": "KERAS_BACKEND", "value": "tensorflow"} in export["env"]
+    script = export["command"][-1]
+    assert script.index("model.export") < script.index("deploy/validate_model.py")
+    assert '"export.version=$STUDENT_VERSION"' in script
+    (publish,) = spec["containers"]
+    assert '"$STUDENT_VERSION" "$dest"' in publish["command"][-1]
+    assert '"event_type":"model-exported"' in publish["command"][-1]
+    images = {c["name"]: c["image"] for c in folds["initContainers"] + folds["containers"]}
+    assert steps["sync-in"]["image"] == images["sync-in"]  # the base's pins reach the component
+    assert distill["image"] == export["image"] == images["train"]
+    assert student["metadata"]["namespace"] == "dr-grading"
+    assert student["metadata"]["labels"] == job(docs, "train-folds")["metadata"]["labels"]
+    (policy,) = objects(docs, "NetworkPolicy")
+    assert "distill-student" in policy["spec"]["podSelector"]["matchExpressions"][0]["values"]
 
 
 @pytest.mark.slow  # one checkov scan, ~15 s on 2 cores
